@@ -1,0 +1,149 @@
+"""The one error hierarchy of llmkit.
+
+Every failure a caller can see is an :class:`LLMError`. Messages say what happened and what to do about it;
+they never contain a secret (API keys are held as ``SecretStr`` and never formatted into text).
+
+Example:
+    >>> from llmkit.errors import RateLimitError, APIStatusError
+    >>> issubclass(RateLimitError, APIStatusError)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LLMError(Exception):
+    """Root of every error llmkit raises."""
+
+
+class ConfigurationError(LLMError, ValueError):
+    """A missing key, a bad field or a missing extra; the message names the fix."""
+
+
+class APIConnectionError(LLMError):
+    """The service could not be reached (refused, reset, DNS, TLS)."""
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect, read or total timeout expired."""
+
+
+class APIStatusError(LLMError):
+    """The service answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        provider: the provider that called the service.
+        request_id: the service's request id, when it sent one.
+        body: the parsed error body (JSON when possible, else the text).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        provider: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.provider = provider
+        self.request_id = request_id
+        self.body = body
+
+
+class BadRequestError(APIStatusError):
+    """400 and 422, or a 500 whose body says the request was invalid."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the key is missing, wrong or expired."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not use this resource."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model, adapter, URL or resource."""
+
+
+class ConflictError(APIStatusError):
+    """409: the request conflicts with the state of the resource (retried)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests. ``retry_after`` is the server's hint in seconds, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: the service failed."""
+
+
+class ContentFilterError(BadRequestError):
+    """The service refused the content; ``flagged`` holds the samples it flagged."""
+
+    def __init__(self, message: str, *, flagged: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.flagged = flagged or []
+
+
+class StreamError(LLMError):
+    """A stream broke or carried a malformed event. ``received`` is the text that arrived before it broke."""
+
+    def __init__(self, message: str, *, received: str = "", provider: str | None = None) -> None:
+        super().__init__(message)
+        self.received = received
+        self.provider = provider
+
+
+class ResponseParseError(LLMError):
+    """A reply did not have the shape the protocol promises. ``body`` is what arrived."""
+
+    def __init__(self, message: str, *, body: Any = None, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.body = body
+        self.provider = provider
+
+
+class StructuredOutputError(LLMError):
+    """The model's output failed validation after every re-ask.
+
+    Attributes:
+        raw: the last raw text the model produced.
+        errors: pydantic's error list for that text (empty when the text was not JSON at all).
+    """
+
+    def __init__(self, message: str, *, raw: str, errors: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.errors = errors or []
+
+
+class ToolCallError(LLMError):
+    """The model asked for an unknown tool, or gave arguments that do not validate."""
+
+    def __init__(self, message: str, *, tool_name: str | None = None, arguments: Any = None) -> None:
+        super().__init__(message)
+        self.tool_name = tool_name
+        self.arguments = arguments
+
+
+def missing_extra(package: str, extra: str) -> ConfigurationError:
+    """The error for an optional dependency that is not installed, naming the extra that brings it."""
+    return ConfigurationError(
+        f"This feature needs the '{package}' package, which is not installed. "
+        f"Install it with: pip install 'llmkit[{extra}]'"
+    )

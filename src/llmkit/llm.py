@@ -1,0 +1,676 @@
+"""BaseLLM and LLM: the whole public API, written once on top of a provider's primitives.
+
+A provider implements the primitives it natively has — the chat family (``_chat``, and optionally ``_stream_chat``,
+``_achat``, ``_astream_chat``) and/or the completion family (``_complete`` and friends) — plus ``metadata``.
+:class:`LLM` builds everything else: the other family, streaming from one-shot and async from sync where the provider
+has no native form, the system prompt and prompt transforms (applied once, here), callbacks, prediction from
+templates, structured output and tool calling.
+
+Example:
+    >>> from llmkit import MockLLM, ChatMessage
+    >>> llm = MockLLM(responses=["Hello!"])
+    >>> llm.chat([ChatMessage(role="user", content="Hi")]).content
+    'Hello!'
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
+from pydantic.json_schema import SkipJsonSchema
+
+from llmkit._steps import arun_steps, run_steps
+from llmkit.callbacks import CallbackManager, LLMEvent
+from llmkit.errors import ToolCallError
+from llmkit.prompts import BasePromptTemplate
+from llmkit.prompts import completion_to_prompt as default_completion_to_prompt
+from llmkit.prompts import messages_to_prompt as default_messages_to_prompt
+from llmkit.structured import (
+    DEFAULT_MAX_REASKS,
+    FlexibleModel,
+    PydanticProgramMode,
+    aiter_partials,
+    iter_partials,
+    stream_request,
+    structured_steps,
+)
+from llmkit.tools import BaseTool, ToolSelection
+from llmkit.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+    Usage,
+    chat_to_completion,
+    completion_to_chat,
+)
+
+if TYPE_CHECKING:
+    from llmkit.structured_llm import StructuredLLM
+    from llmkit.tools import AgentChatResponse
+
+Model = TypeVar("Model", bound=BaseModel)
+R = TypeVar("R", ChatResponse, CompletionResponse)
+
+ChatResponseGen = Generator[ChatResponse, None, None]
+CompletionResponseGen = Generator[CompletionResponse, None, None]
+ChatResponseAsyncGen = AsyncGenerator[ChatResponse, None]
+CompletionResponseAsyncGen = AsyncGenerator[CompletionResponse, None]
+TokenGen = Generator[str, None, None]
+TokenAsyncGen = AsyncGenerator[str, None]
+
+
+class BaseOutputParser(Protocol):
+    """Parses (and optionally formats prompts for) the model's text output."""
+
+    def parse(self, output: str) -> Any: ...
+
+    def format(self, query: str) -> str: ...
+
+
+CallbackManagerField = Annotated[CallbackManager, WithJsonSchema({})]
+
+_SENTINEL_DONE = object()
+
+
+class BaseLLM(BaseModel, ABC):
+    """The abstract interface every LLM offers: chat and completion, each sync, streamed, async and async-streamed."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=False, protected_namespaces=())
+
+    callback_manager: CallbackManagerField = Field(default_factory=CallbackManager, exclude=True)
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Get the class name, used as a unique ID in serialization."""
+        return "base_llm"
+
+    @property
+    @abstractmethod
+    def metadata(self) -> LLMMetadata:
+        """LLM metadata."""
+
+    def convert_chat_messages(self, messages: Sequence[ChatMessage]) -> list[Any]:
+        """Convert chat messages to an LLM specific message format (plain dicts unless the provider says otherwise)."""
+        return [message.model_dump() for message in messages]
+
+    @abstractmethod
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Chat endpoint for LLM."""
+
+    @abstractmethod
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Completion endpoint for LLM."""
+
+    @abstractmethod
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Streaming chat endpoint for LLM."""
+
+    @abstractmethod
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Streaming completion endpoint for LLM."""
+
+    @abstractmethod
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async chat endpoint for LLM."""
+
+    @abstractmethod
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async completion endpoint for LLM."""
+
+    @abstractmethod
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async streaming chat endpoint for LLM."""
+
+    @abstractmethod
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Async streaming completion endpoint for LLM."""
+
+    def close(self) -> None:
+        """Release connections and other resources. Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        self.close()
+
+    def __enter__(self) -> BaseLLM:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> BaseLLM:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _map_stream(gen: Iterator[Any], convert: Callable[[Any], R]) -> Generator[R, None, None]:
+    try:
+        for item in gen:
+            yield convert(item)
+    finally:
+        close = getattr(gen, "close", None)
+        if close is not None:
+            close()
+
+
+async def _amap_stream(gen: AsyncIterator[Any], convert: Callable[[Any], R]) -> AsyncGenerator[R, None]:
+    try:
+        async for item in gen:
+            yield convert(item)
+    finally:
+        aclose = getattr(gen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _next_or_done(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _SENTINEL_DONE)
+
+
+async def _athread_stream(gen: Iterator[R]) -> AsyncGenerator[R, None]:
+    """Pump a blocking generator from a worker thread, one item at a time, so the event loop never blocks."""
+    try:
+        while True:
+            item = await asyncio.to_thread(_next_or_done, gen)
+            if item is _SENTINEL_DONE:
+                return
+            yield item
+    finally:
+        close = getattr(gen, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+
+class LLM(BaseLLM):
+    """The main class for interacting with language models.
+
+    Attributes:
+        system_prompt: system prompt for LLM calls.
+        messages_to_prompt: function to convert a list of messages to an LLM prompt.
+        completion_to_prompt: function to convert a completion to an LLM prompt.
+        output_parser: output parser to parse, validate, and correct errors programmatically.
+        pydantic_program_mode: pydantic program mode to use for structured prediction.
+    """
+
+    system_prompt: SkipJsonSchema[str | None] = Field(default=None, description="System prompt for LLM calls.")
+    messages_to_prompt: SkipJsonSchema[Callable[[Sequence[ChatMessage]], str]] = Field(
+        default=default_messages_to_prompt, exclude=True
+    )
+    completion_to_prompt: SkipJsonSchema[Callable[[str], str]] = Field(
+        default=default_completion_to_prompt, exclude=True
+    )
+    output_parser: SkipJsonSchema[Any | None] = Field(default=None, exclude=True)
+    pydantic_program_mode: SkipJsonSchema[PydanticProgramMode] = PydanticProgramMode.DEFAULT
+
+    _refused_modes: set[PydanticProgramMode] = PrivateAttr(default_factory=set)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "llm"
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Primitives: a provider overrides the family (or families) it natively has.
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        raise NotImplementedError(f"{type(self).__name__} implements neither _chat nor _complete")
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+        response = self._chat(messages, **kwargs)
+        yield response.model_copy(update={"delta": response.message.content or ""})
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await asyncio.to_thread(self._chat, messages, **kwargs)
+
+    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        return _athread_stream(iter(self._stream_chat(messages, **kwargs)))
+
+    def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        raise NotImplementedError(f"{type(self).__name__} implements neither _chat nor _complete")
+
+    def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[CompletionResponse]:
+        response = self._complete(prompt, **kwargs)
+        yield response.model_copy(update={"delta": response.text})
+
+    async def _acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        return await asyncio.to_thread(self._complete, prompt, **kwargs)
+
+    def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
+        return _athread_stream(iter(self._stream_complete(prompt, **kwargs)))
+
+    def _native_structured_modes(self) -> set[PydanticProgramMode]:
+        """The structured-output modes the service supports natively (LLM mode always works)."""
+        return {PydanticProgramMode.FUNCTION} if self.metadata.is_function_calling_model else set()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Routing: which family serves a call, and the transforms applied once on the way in.
+
+    @classmethod
+    def _overrides(cls, name: str) -> bool:
+        return getattr(cls, name) is not getattr(LLM, name)
+
+    def _chat_via_completion(self) -> bool:
+        cls = type(self)
+        if not cls._overrides("_chat"):
+            return True
+        return cls._overrides("_complete") and not self.metadata.is_chat_model
+
+    def _completion_via_chat(self) -> bool:
+        cls = type(self)
+        if not cls._overrides("_complete"):
+            return True
+        return cls._overrides("_chat") and self.metadata.is_chat_model
+
+    def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        out = list(messages)
+        if self.system_prompt and not (out and out[0].role in (MessageRole.SYSTEM, MessageRole.DEVELOPER)):
+            role = self.metadata.system_role
+            out.insert(0, ChatMessage(role=role, blocks=[TextBlock(text=self.system_prompt)]))
+        return out
+
+    def _prepare_prompt(self, prompt: str, formatted: bool) -> str:
+        if formatted:
+            return prompt
+        if self.system_prompt:
+            prompt = f"{self.system_prompt}\n\n{prompt}"
+        return self.completion_to_prompt(prompt)
+
+    def _prompt_messages(self, prompt: str) -> list[ChatMessage]:
+        return self._prepare_messages([ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text=prompt)])])
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Callbacks
+
+    def _start(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> LLMEvent | None:
+        manager = self.callback_manager
+        if not manager.handlers:
+            return None
+        return manager.start(kind, payload, kwargs, self.class_name())
+
+    def _end(self, event: LLMEvent | None, response: ChatResponse | CompletionResponse | None) -> None:
+        if event is not None:
+            usage: Usage | None = response.usage if response is not None else None
+            self.callback_manager.end(event, response, usage)
+
+    def _fail(self, event: LLMEvent | None, error: BaseException) -> None:
+        if event is not None:
+            self.callback_manager.error(event, error)
+
+    def _observe(self, event: LLMEvent | None, gen: Iterator[R]) -> Generator[R, None, None]:
+        last: R | None = None
+        try:
+            for item in gen:
+                if event is not None and item.delta:
+                    self.callback_manager.token(event, item.delta)
+                last = item
+                yield item
+        except Exception as exc:
+            self._fail(event, exc)
+            raise
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+        self._end(event, last)
+
+    async def _aobserve(self, event: LLMEvent | None, gen: AsyncIterator[R]) -> AsyncGenerator[R, None]:
+        last: R | None = None
+        try:
+            async for item in gen:
+                if event is not None and item.delta:
+                    self.callback_manager.token(event, item.delta)
+                last = item
+                yield item
+        except Exception as exc:
+            self._fail(event, exc)
+            raise
+        finally:
+            aclose = getattr(gen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        self._end(event, last)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # The eight endpoints
+
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Chat endpoint for LLM.
+
+        Example:
+            >>> from llmkit import MockLLM, ChatMessage
+            >>> MockLLM().chat([ChatMessage(role="user", content="Hello")]).content
+            'Hello'
+        """
+        messages = self._prepare_messages(messages)
+        event = self._start("chat", messages, kwargs)
+        try:
+            if self._chat_via_completion():
+                response = completion_to_chat(self._complete(self.messages_to_prompt(messages), **kwargs))
+            else:
+                response = self._chat(messages, **kwargs)
+        except Exception as exc:
+            self._fail(event, exc)
+            raise
+        self._end(event, response)
+        return response
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Completion endpoint for LLM. A chat model gets the prompt as a single ``user`` message.
+
+        Example:
+            >>> from llmkit import MockLLM
+            >>> MockLLM().complete("your prompt").text
+            'your prompt'
+        """
+        event = self._start("complete", prompt, kwargs)
+        try:
+            if self._completion_via_chat():
+                response = chat_to_completion(self._chat(self._prompt_messages(prompt), **kwargs))
+            else:
+                response = self._complete(self._prepare_prompt(prompt, formatted), **kwargs)
+        except Exception as exc:
+            self._fail(event, exc)
+            raise
+        self._end(event, response)
+        return response
+
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Streaming chat endpoint for LLM: each ``ChatResponse`` has the new ``delta`` and the text so far.
+
+        Example:
+            >>> from llmkit import MockLLM, ChatMessage
+            >>> "".join(r.delta for r in MockLLM().stream_chat([ChatMessage(role="user", content="Hi there")]))
+            'Hi there'
+        """
+        messages = self._prepare_messages(messages)
+        event = self._start("chat", messages, kwargs)
+        gen: Iterator[ChatResponse]
+        if self._chat_via_completion():
+            gen = _map_stream(self._stream_complete(self.messages_to_prompt(messages), **kwargs), completion_to_chat)
+        else:
+            gen = self._stream_chat(messages, **kwargs)
+        return self._observe(event, gen)
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Streaming completion endpoint for LLM.
+
+        Example:
+            >>> from llmkit import MockLLM
+            >>> [r.delta for r in MockLLM().stream_complete("a b")]
+            ['a', ' b']
+        """
+        event = self._start("complete", prompt, kwargs)
+        gen: Iterator[CompletionResponse]
+        if self._completion_via_chat():
+            gen = _map_stream(self._stream_chat(self._prompt_messages(prompt), **kwargs), chat_to_completion)
+        else:
+            gen = self._stream_complete(self._prepare_prompt(prompt, formatted), **kwargs)
+        return self._observe(event, gen)
+
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async chat endpoint for LLM."""
+        messages = self._prepare_messages(messages)
+        event = self._start("chat", messages, kwargs)
+        try:
+            if self._chat_via_completion():
+                response = completion_to_chat(await self._acomplete(self.messages_to_prompt(messages), **kwargs))
+            else:
+                response = await self._achat(messages, **kwargs)
+        except Exception as exc:
+            self._fail(event, exc)
+            raise
+        self._end(event, response)
+        return response
+
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async completion endpoint for LLM."""
+        event = self._start("complete", prompt, kwargs)
+        try:
+            if self._completion_via_chat():
+                response = chat_to_completion(await self._achat(self._prompt_messages(prompt), **kwargs))
+            else:
+                response = await self._acomplete(self._prepare_prompt(prompt, formatted), **kwargs)
+        except Exception as exc:
+            self._fail(event, exc)
+            raise
+        self._end(event, response)
+        return response
+
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async streaming chat endpoint for LLM: ``gen = await llm.astream_chat(...)``, then ``async for``."""
+        messages = self._prepare_messages(messages)
+        event = self._start("chat", messages, kwargs)
+        gen: AsyncIterator[ChatResponse]
+        if self._chat_via_completion():
+            prompt = self.messages_to_prompt(messages)
+            gen = _amap_stream(self._astream_complete(prompt, **kwargs), completion_to_chat)
+        else:
+            gen = self._astream_chat(messages, **kwargs)
+        return self._aobserve(event, gen)
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Async streaming completion endpoint for LLM."""
+        event = self._start("complete", prompt, kwargs)
+        gen: AsyncIterator[CompletionResponse]
+        if self._completion_via_chat():
+            gen = _amap_stream(self._astream_chat(self._prompt_messages(prompt), **kwargs), chat_to_completion)
+        else:
+            gen = self._astream_complete(self._prepare_prompt(prompt, formatted), **kwargs)
+        return self._aobserve(event, gen)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Prediction from templates: a chat model gets messages, a completion model gets text.
+
+    def _template_messages(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> list[ChatMessage]:
+        messages = prompt.format_messages(**prompt_args)
+        if self.output_parser is not None and messages and messages[-1].content is not None:
+            messages[-1].content = self.output_parser.format(messages[-1].content)
+        return messages
+
+    def _template_text(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> str:
+        text = prompt.format(**prompt_args)
+        return self.output_parser.format(text) if self.output_parser is not None else text
+
+    def _parse_output(self, output: str) -> str:
+        return str(self.output_parser.parse(output)) if self.output_parser is not None else output
+
+    def predict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """Predict for a given prompt.
+
+        Example:
+            >>> from llmkit import MockLLM, PromptTemplate
+            >>> MockLLM().predict(PromptTemplate("Please write a random name related to {topic}."), topic="cats")
+            'Please write a random name related to cats.'
+        """
+        if self.metadata.is_chat_model:
+            output = self.chat(self._template_messages(prompt, prompt_args)).message.content or ""
+        else:
+            output = self.complete(self._template_text(prompt, prompt_args)).text
+        return self._parse_output(output)
+
+    def stream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenGen:
+        """Stream predict for a given prompt: yields each new piece of text."""
+        if self.output_parser is not None:
+            raise ValueError("Streaming is not supported with an output parser; use predict()")
+        if self.metadata.is_chat_model:
+            for chunk in self.stream_chat(self._template_messages(prompt, prompt_args)):
+                yield chunk.delta or ""
+        else:
+            for piece in self.stream_complete(self._template_text(prompt, prompt_args)):
+                yield piece.delta or ""
+
+    async def apredict(self, prompt: BasePromptTemplate, **prompt_args: Any) -> str:
+        """Async predict for a given prompt."""
+        if self.metadata.is_chat_model:
+            output = (await self.achat(self._template_messages(prompt, prompt_args))).message.content or ""
+        else:
+            output = (await self.acomplete(self._template_text(prompt, prompt_args))).text
+        return self._parse_output(output)
+
+    async def astream(self, prompt: BasePromptTemplate, **prompt_args: Any) -> TokenAsyncGen:
+        """Async stream predict: ``gen = await llm.astream(...)``, then ``async for token in gen``."""
+        if self.output_parser is not None:
+            raise ValueError("Streaming is not supported with an output parser; use apredict()")
+
+        async def tokens() -> AsyncGenerator[str, None]:
+            if self.metadata.is_chat_model:
+                async for chunk in await self.astream_chat(self._template_messages(prompt, prompt_args)):
+                    yield chunk.delta or ""
+            else:
+                async for piece in await self.astream_complete(self._template_text(prompt, prompt_args)):
+                    yield piece.delta or ""
+
+        return tokens()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Structured output
+
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Structured predict: an instance of ``output_cls``, validated (see :mod:`llmkit.structured`).
+
+        Example:
+            >>> from pydantic import BaseModel
+            >>> from llmkit import MockLLM, PromptTemplate
+            >>> class Test(BaseModel):
+            ...     name: str
+            >>> prompt = PromptTemplate("Please predict a Test with a random name related to {topic}.")
+            >>> MockLLM().structured_predict(Test, prompt, topic="cats")
+            Test(name='string')
+        """
+        steps = structured_steps(
+            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
+        )
+        return run_steps(steps, self.chat)
+
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Async structured predict."""
+        steps = structured_steps(
+            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
+        )
+        return await arun_steps(steps, self.achat)
+
+    def stream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Model | FlexibleModel, None, None]:
+        """Stream structured predict: partial objects as the JSON arrives; the last one is a validated
+        ``output_cls`` (or :class:`~llmkit.errors.StructuredOutputError` is raised)."""
+        mode, messages, kwargs = stream_request(
+            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode
+        )
+        chunks = self.stream_chat(messages, **kwargs, **(llm_kwargs or {}))
+        yield from iter_partials(chunks, output_cls, mode)
+
+    async def astream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Model | FlexibleModel, None]:
+        """Async stream structured predict: ``gen = await llm.astream_structured_predict(...)``, then iterate."""
+        mode, messages, kwargs = stream_request(
+            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode
+        )
+        chunks = await self.astream_chat(messages, **kwargs, **(llm_kwargs or {}))
+        return aiter_partials(chunks, output_cls, mode)
+
+    def as_structured_llm(self, output_cls: type[BaseModel], **kwargs: Any) -> StructuredLLM:
+        """Return a structured LLM around a given object: its chat replies carry an ``output_cls`` instance."""
+        from llmkit.structured_llm import StructuredLLM
+
+        return StructuredLLM(llm=self, output_cls=output_cls, **kwargs)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Tool calling
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True
+    ) -> list[ToolSelection]:
+        """The tool calls a response asks for (``message.additional_kwargs['tool_calls']``, OpenAI shape)."""
+        from llmkit.calling import tool_selections
+
+        selections = tool_selections(response)
+        if not selections and error_on_no_tool_call:
+            raise ToolCallError(f"Expected at least one tool call, got: {response.text[:200]!r}")
+        return selections
+
+    def predict_and_call(
+        self,
+        tools: list[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> AgentChatResponse:
+        """Predict and call the tool: native tool calls where the model has them, a ReAct text loop otherwise.
+
+        Example:
+            >>> from llmkit import MockLLM, FunctionTool
+            >>> def add(a: int, b: int) -> int:
+            ...     '''Add two integers.'''
+            ...     return a + b
+            >>> MockLLM().predict_and_call([FunctionTool.from_defaults(add)], "What is 1 + 2?").sources[0].tool_name
+            'add'
+        """
+        from llmkit.calling import call_steps, run_tool_calls
+
+        steps = call_steps(self, tools, user_msg, chat_history, verbose, kwargs)
+        selections_or_answer = run_steps(steps, self.chat)
+        return run_tool_calls(tools, selections_or_answer, verbose)
+
+    async def apredict_and_call(
+        self,
+        tools: list[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> AgentChatResponse:
+        """Async predict and call: parallel tool calls run concurrently."""
+        from llmkit.calling import acall_steps_result, call_steps
+
+        steps = call_steps(self, tools, user_msg, chat_history, verbose, kwargs)
+        selections_or_answer = await arun_steps(steps, self.achat)
+        return await acall_steps_result(tools, selections_or_answer, verbose)
+
+
+__all__ = [
+    "DEFAULT_MAX_REASKS",
+    "LLM",
+    "BaseLLM",
+    "BaseOutputParser",
+    "ChatResponseAsyncGen",
+    "ChatResponseGen",
+    "CompletionResponseAsyncGen",
+    "CompletionResponseGen",
+    "TokenAsyncGen",
+    "TokenGen",
+]

@@ -1,0 +1,315 @@
+"""Structured output: a pydantic class in, a validated instance out, by the strongest mode the model supports.
+
+Modes, strongest first (what ``DEFAULT`` tries):
+
+* ``JSON_SCHEMA``: the service's native JSON-schema response format.
+* ``GRAMMAR``: constrained decoding (the embedded llama.cpp model): the output is valid JSON of the schema by
+  construction.
+* ``FUNCTION`` (alias ``OPENAI``): a forced call of a tool whose arguments are the schema.
+* ``LLM``: the schema goes into the prompt and the reply is parsed, tolerating code fences and prose.
+
+Whatever the mode, a reply that fails validation is sent back to the model with pydantic's errors (``max_reasks``,
+default 2) before :class:`~llmkit.errors.StructuredOutputError` is raised with the raw text and the errors.
+A native mode the service refuses (a 400, or a 500 that says "validation error") falls back to the next mode and is
+remembered for that LLM instance.
+
+Example:
+    >>> from pydantic import BaseModel
+    >>> from llmkit import MockLLM, PromptTemplate
+    >>> class Test(BaseModel):
+    ...     name: str
+    >>> MockLLM().structured_predict(Test, PromptTemplate("A name about {topic}"), topic="cats").name
+    'string'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import from_json
+
+from llmkit._steps import Steps
+from llmkit.errors import BadRequestError, StructuredOutputError
+from llmkit.types import ChatMessage, ChatResponse, MessageRole, TextBlock
+
+if TYPE_CHECKING:
+    from llmkit.llm import LLM
+
+Model = TypeVar("Model", bound=BaseModel)
+
+DEFAULT_MAX_REASKS = 2
+
+
+class PydanticProgramMode(str, Enum):
+    """How structured output is obtained from the model."""
+
+    DEFAULT = "default"
+    OPENAI = "openai"
+    FUNCTION = "function"
+    JSON_SCHEMA = "json_schema"
+    GRAMMAR = "grammar"
+    LLM = "llm"
+
+    @property
+    def canonical(self) -> PydanticProgramMode:
+        """``OPENAI`` is an alias of ``FUNCTION``."""
+        return PydanticProgramMode.FUNCTION if self is PydanticProgramMode.OPENAI else self
+
+
+#: The order DEFAULT tries the modes in.
+MODE_PREFERENCE = (
+    PydanticProgramMode.JSON_SCHEMA,
+    PydanticProgramMode.GRAMMAR,
+    PydanticProgramMode.FUNCTION,
+    PydanticProgramMode.LLM,
+)
+
+
+class FlexibleModel(BaseModel):
+    """Base of the partial objects streamed before the output is complete: every field optional, extras allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+_partial_models: dict[type[BaseModel], type[BaseModel]] = {}
+
+
+def partial_model(output_cls: type[BaseModel]) -> type[BaseModel]:
+    """A lenient twin of ``output_cls`` (every field optional and untyped) for partial streamed objects."""
+    cached = _partial_models.get(output_cls)
+    if cached is None:
+        fields: dict[str, Any] = {name: (Any, None) for name in output_cls.model_fields}
+        cached = create_model(f"Partial{output_cls.__name__}", __base__=FlexibleModel, **fields)
+        _partial_models[output_cls] = cached
+    return cached
+
+
+def schema_spec(output_cls: type[BaseModel]) -> dict[str, Any]:
+    """The generic structured-output request a provider translates: name, JSON schema, strictness."""
+    return {"name": output_cls.__name__, "schema": output_cls.model_json_schema(), "strict": True}
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON object or array in ``text``, tolerating code fences and prose around it.
+
+    Raises ``ValueError`` when there is none.
+    """
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        for index, char in enumerate(candidate):
+            if char in "{[":
+                try:
+                    value, _ = decoder.raw_decode(candidate, index)
+                except json.JSONDecodeError:
+                    continue
+                return value
+    raise ValueError("no JSON object found in the model's output")
+
+
+def parse_partial(text: str) -> Any:
+    """Parse a JSON prefix (from its first ``{`` or ``[``); ``None`` when nothing usable has arrived yet."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        return None
+    try:
+        return from_json(text[start:], allow_partial=True)
+    except ValueError:
+        return None
+
+
+def validate_output(output_cls: type[Model], raw: str) -> Model:
+    """Parse ``raw`` and validate it as ``output_cls``; ``ValueError``/``ValidationError`` when it does not fit."""
+    return output_cls.model_validate(extract_json(raw))
+
+
+def tool_arguments(response: ChatResponse) -> str | None:
+    """The argument text of the first tool call in a response, if any."""
+    calls = response.message.additional_kwargs.get("tool_calls") or []
+    if not calls:
+        return None
+    arguments = calls[0].get("function", {}).get("arguments", "")
+    return arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+
+def _function_tool(output_cls: type[BaseModel]) -> Any:
+    from llmkit.tools import ToolMetadata
+
+    doc = (output_cls.__doc__ or "").strip() or f"Return a {output_cls.__name__}."
+    return ToolMetadata(name=output_cls.__name__, description=doc, fn_schema=output_cls)
+
+
+def mode_kwargs(mode: PydanticProgramMode, output_cls: type[BaseModel]) -> dict[str, Any]:
+    """The generic chat kwargs that ask for ``mode``."""
+    if mode in (PydanticProgramMode.JSON_SCHEMA, PydanticProgramMode.GRAMMAR):
+        return {"json_schema": schema_spec(output_cls)}
+    if mode is PydanticProgramMode.FUNCTION:
+        return {"tools": [_function_tool(output_cls)], "tool_choice": output_cls.__name__}
+    return {}
+
+
+def schema_instruction(output_cls: type[BaseModel]) -> str:
+    """The instruction LLM mode appends to the prompt."""
+    schema = json.dumps(output_cls.model_json_schema())
+    return (
+        "Answer with a single JSON object that conforms to this JSON schema, and nothing else "
+        f"(no prose, no code fences):\n{schema}"
+    )
+
+
+def _with_instruction(messages: Sequence[ChatMessage], instruction: str) -> list[ChatMessage]:
+    out = list(messages)
+    if out and out[-1].role is MessageRole.USER:
+        last = out[-1].model_copy(deep=True)
+        last.blocks = [*last.blocks, TextBlock(text="\n\n" + instruction)]
+        out[-1] = last
+    else:
+        out.append(ChatMessage(role=MessageRole.USER, content=instruction))
+    return out
+
+
+def raw_output(response: ChatResponse, mode: PydanticProgramMode) -> str:
+    """The text to validate: the tool call's arguments in FUNCTION mode, else the message text."""
+    if mode is PydanticProgramMode.FUNCTION:
+        arguments = tool_arguments(response)
+        if arguments is not None:
+            return arguments
+    return response.message.content or ""
+
+
+def candidate_modes(llm: LLM, requested: PydanticProgramMode) -> list[PydanticProgramMode]:
+    """The modes to try, in order: the requested one alone, or for DEFAULT every supported mode, strongest first."""
+    requested = requested.canonical
+    if requested is not PydanticProgramMode.DEFAULT:
+        return [requested]
+    supported = llm._native_structured_modes()
+    modes = [m for m in MODE_PREFERENCE if m in supported and m not in llm._refused_modes]
+    return [*modes, PydanticProgramMode.LLM] if PydanticProgramMode.LLM not in modes else modes
+
+
+def structured_steps(
+    llm: LLM,
+    output_cls: type[Model],
+    messages: Sequence[ChatMessage],
+    mode: PydanticProgramMode,
+    llm_kwargs: dict[str, Any],
+    max_reasks: int = DEFAULT_MAX_REASKS,
+) -> Steps[Model]:
+    """The structured-prediction conversation, written once for the sync and async drivers."""
+    modes = candidate_modes(llm, mode)
+    for position, current in enumerate(modes):
+        conversation = list(messages)
+        if current is PydanticProgramMode.LLM:
+            conversation = _with_instruction(conversation, schema_instruction(output_cls))
+        kwargs = {**mode_kwargs(current, output_cls), **llm_kwargs}
+        raw, errors = "", []
+        for _ in range(max_reasks + 1):
+            try:
+                response = yield conversation, kwargs
+            except BadRequestError:
+                if position == len(modes) - 1 or mode.canonical is not PydanticProgramMode.DEFAULT:
+                    raise
+                llm._refused_modes.add(current)
+                break
+            raw = raw_output(response, current)
+            try:
+                return validate_output(output_cls, raw)
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False)
+                problem = json.dumps(errors, default=str)
+            except ValueError as exc:
+                errors, problem = [], str(exc)
+            conversation = [
+                *conversation,
+                ChatMessage(role=MessageRole.ASSISTANT, content=raw),
+                ChatMessage(
+                    role=MessageRole.USER,
+                    content=f"That answer is not valid: {problem}\nReply again with only the corrected JSON object.",
+                ),
+            ]
+        else:
+            raise StructuredOutputError(
+                f"The model's output did not validate as {output_cls.__name__} after {max_reasks} re-ask(s)",
+                raw=raw,
+                errors=errors,
+            )
+    raise AssertionError("unreachable: the LLM mode never breaks out")  # pragma: no cover
+
+
+def _partial_object(output_cls: type[Model], value: Any) -> BaseModel | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return output_cls.model_validate(value)
+    except ValidationError:
+        return partial_model(output_cls).model_validate(value)
+
+
+def _streamed_raw(chunk: ChatResponse, mode: PydanticProgramMode) -> str:
+    return raw_output(chunk, mode)
+
+
+def stream_request(
+    llm: LLM, output_cls: type[BaseModel], messages: Sequence[ChatMessage], mode: PydanticProgramMode
+) -> tuple[PydanticProgramMode, list[ChatMessage], dict[str, Any]]:
+    """The first candidate mode for a streamed structured request, with its messages and kwargs."""
+    current = candidate_modes(llm, mode)[0]
+    conversation = list(messages)
+    if current is PydanticProgramMode.LLM:
+        conversation = _with_instruction(conversation, schema_instruction(output_cls))
+    return current, conversation, mode_kwargs(current, output_cls)
+
+
+def iter_partials(
+    chunks: Iterator[ChatResponse], output_cls: type[Model], mode: PydanticProgramMode
+) -> Iterator[Model | FlexibleModel]:
+    """Partial objects from a chat stream; the last one is validated as ``output_cls`` (or raises)."""
+    raw = ""
+    last_seen: Any = None
+    for chunk in chunks:
+        raw = _streamed_raw(chunk, mode)
+        value = parse_partial(raw)
+        if value is not None and value != last_seen:
+            last_seen = value
+            partial = _partial_object(output_cls, value)
+            if partial is not None:
+                yield partial  # type: ignore[misc]
+    yield _final(output_cls, raw)
+
+
+async def aiter_partials(
+    chunks: AsyncIterator[ChatResponse], output_cls: type[Model], mode: PydanticProgramMode
+) -> AsyncIterator[Model | FlexibleModel]:
+    """Async :func:`iter_partials`."""
+    raw = ""
+    last_seen: Any = None
+    async for chunk in chunks:
+        raw = _streamed_raw(chunk, mode)
+        value = parse_partial(raw)
+        if value is not None and value != last_seen:
+            last_seen = value
+            partial = _partial_object(output_cls, value)
+            if partial is not None:
+                yield partial  # type: ignore[misc]
+    yield _final(output_cls, raw)
+
+
+def _final(output_cls: type[Model], raw: str) -> Model:
+    try:
+        return validate_output(output_cls, raw)
+    except ValidationError as exc:
+        raise StructuredOutputError(
+            f"The streamed output did not validate as {output_cls.__name__}",
+            raw=raw,
+            errors=exc.errors(include_url=False),
+        ) from exc
+    except ValueError as exc:
+        raise StructuredOutputError(f"The streamed output held no JSON: {exc}", raw=raw) from exc

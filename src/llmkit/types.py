@@ -1,0 +1,379 @@
+"""Messages, content blocks and responses: the data every provider speaks.
+
+All types are pydantic v2 models that round-trip through ``model_dump``/``model_validate`` and JSON.
+
+Example:
+    >>> from llmkit.types import ChatMessage, MessageRole
+    >>> msg = ChatMessage(role="user", content="Hello")
+    >>> msg.content
+    'Hello'
+    >>> ChatMessage.model_validate_json(msg.model_dump_json()) == msg
+    True
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import mimetypes
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class MessageRole(str, Enum):
+    """Message role."""
+
+    SYSTEM = "system"
+    DEVELOPER = "developer"
+    USER = "user"
+    ASSISTANT = "assistant"
+    FUNCTION = "function"
+    TOOL = "tool"
+    CHATBOT = "chatbot"
+    MODEL = "model"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TextBlock(BaseModel):
+    """A representation of text data to directly pass to/from the LLM."""
+
+    block_type: Literal["text"] = "text"
+    text: str
+
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"%PDF", "application/pdf"),
+    (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),
+    (b"OggS", "audio/ogg"),
+    (b"fLaC", "audio/flac"),
+    (b"\x1aE\xdf\xa3", "video/webm"),
+)
+
+
+def _sniff_mimetype(raw: bytes) -> str | None:
+    for magic, mime in _MAGIC:
+        if raw.startswith(magic):
+            return mime
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
+        return "image/webp"
+    if raw[:4] == b"RIFF" and raw[8:12] == b"WAVE":
+        return "audio/wav"
+    if raw[4:8] == b"ftyp":
+        return "video/mp4"
+    return None
+
+
+def _as_base64(value: bytes) -> bytes:
+    """Store media as base64: accept raw bytes or bytes that already are base64."""
+    try:
+        base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return base64.b64encode(value)
+    return value
+
+
+class _MediaBlock(BaseModel):
+    """Shared behaviour of the media blocks: data given as bytes, a path or a URL, resolved lazily.
+
+    Subclasses name their data and MIME-type fields as the reference API does (``image``/``image_mimetype``, ...).
+    """
+
+    _data_field: ClassVar[str]
+    _mime_field: ClassVar[str]
+    _default_mime: ClassVar[str]
+
+    path: Path | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _normalise(self) -> _MediaBlock:
+        data = getattr(self, self._data_field)
+        if data is not None:
+            object.__setattr__(self, self._data_field, _as_base64(data))
+        if getattr(self, self._mime_field, None) is None:
+            object.__setattr__(self, self._mime_field, self._guess_mimetype())
+        return self
+
+    def _guess_mimetype(self) -> str | None:
+        data = getattr(self, self._data_field)
+        if data is not None:
+            return _sniff_mimetype(base64.b64decode(data)[:16])
+        name = str(self.path) if self.path else (self.url or "")
+        return mimetypes.guess_type(name.split("?", 1)[0])[0]
+
+    def resolve(self, *, as_base64: bool = False, timeout: float = 30.0) -> bytes:
+        """Return the media's bytes (raw, or base64-encoded), reading the path or fetching the URL on first use."""
+        data = getattr(self, self._data_field)
+        if data is None:
+            if self.path is not None:
+                raw = self.path.read_bytes()
+            elif self.url is not None:
+                import httpx
+
+                response = httpx.get(self.url, timeout=timeout, follow_redirects=True)
+                response.raise_for_status()
+                raw = response.content
+            else:
+                raise ValueError(f"{type(self).__name__} has no data, path or url")
+            data = base64.b64encode(raw)
+        return data if as_base64 else base64.b64decode(data)
+
+    @property
+    def mimetype(self) -> str:
+        """The MIME type: given, guessed from the bytes, path or URL, else the block's generic default."""
+        value = getattr(self, self._mime_field, None)
+        return value or self._default_mime
+
+    def data_url(self) -> str:
+        """The media as a ``data:`` URL (resolving it if needed)."""
+        return f"data:{self.mimetype};base64,{self.resolve(as_base64=True).decode()}"
+
+
+class ImageBlock(_MediaBlock):
+    """A representation of image data to directly pass to/from the LLM."""
+
+    _data_field = "image"
+    _mime_field = "image_mimetype"
+    _default_mime = "image/png"
+
+    block_type: Literal["image"] = "image"
+    image: bytes | None = None
+    image_mimetype: str | None = None
+    detail: str | None = None
+
+
+class AudioBlock(_MediaBlock):
+    """A representation of audio data to directly pass to/from the LLM."""
+
+    _data_field = "audio"
+    _mime_field = "format"
+    _default_mime = "audio/wav"
+
+    block_type: Literal["audio"] = "audio"
+    audio: bytes | None = None
+    format: str | None = None
+
+
+class VideoBlock(_MediaBlock):
+    """A representation of video data to directly pass to/from the LLM."""
+
+    _data_field = "video"
+    _mime_field = "video_mimetype"
+    _default_mime = "video/mp4"
+
+    block_type: Literal["video"] = "video"
+    video: bytes | None = None
+    video_mimetype: str | None = None
+    detail: str | None = None
+    fps: int | None = None
+
+
+class DocumentBlock(_MediaBlock):
+    """A representation of a document (PDF, text, ...) to directly pass to the LLM."""
+
+    _data_field = "data"
+    _mime_field = "document_mimetype"
+    _default_mime = "application/pdf"
+
+    block_type: Literal["document"] = "document"
+    data: bytes | None = None
+    title: str | None = None
+    document_mimetype: str | None = None
+
+
+class CachePoint(BaseModel):
+    """Marks where a provider with prompt caching may cache the prefix of the conversation."""
+
+    block_type: Literal["cache"] = "cache"
+    cache_control: dict[str, Any] = Field(default_factory=lambda: {"type": "ephemeral"})
+
+
+class CitableBlock(BaseModel):
+    """Content the model may cite, with its title and source."""
+
+    block_type: Literal["citable"] = "citable"
+    title: str
+    source: str
+    content: list[Annotated[TextBlock | ImageBlock | DocumentBlock, Field(discriminator="block_type")]]
+
+
+class CitationBlock(BaseModel):
+    """A citation the model made of a :class:`CitableBlock`."""
+
+    block_type: Literal["citation"] = "citation"
+    cited_content: TextBlock | ImageBlock
+    source: str
+    title: str
+    additional_location_info: dict[str, int] = Field(default_factory=dict)
+
+
+ContentBlock = Annotated[
+    TextBlock | ImageBlock | AudioBlock | VideoBlock | DocumentBlock | CachePoint | CitableBlock | CitationBlock,
+    Field(discriminator="block_type"),
+]
+
+
+class ChatMessage(BaseModel):
+    """One chat message: a role, content blocks and provider-specific extras.
+
+    ``content="text"`` is accepted at construction; ``.content`` reads (and sets) the joined text of the blocks.
+
+    Example:
+        >>> m = ChatMessage(role="user", content="Hi")
+        >>> m.content = "Hello"
+        >>> m.blocks
+        [TextBlock(block_type='text', text='Hello')]
+    """
+
+    role: MessageRole = MessageRole.USER
+    blocks: list[ContentBlock] = Field(default_factory=list)
+    additional_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _content_to_blocks(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "content" in data:
+            data = dict(data)
+            content = data.pop("content")
+            if content is not None and not data.get("blocks"):
+                if isinstance(content, str):
+                    data["blocks"] = [TextBlock(text=content)]
+                else:
+                    data["blocks"] = list(content)
+        return data
+
+    def __init__(self, /, content: Any = None, **data: Any) -> None:
+        if content is not None:
+            data["content"] = content
+        super().__init__(**data)
+
+    @property
+    def content(self) -> str | None:
+        """The text of the message: its text blocks joined by newlines, or None when it has none."""
+        texts = [b.text for b in self.blocks if isinstance(b, TextBlock)]
+        return "\n".join(texts) if texts else None
+
+    @content.setter
+    def content(self, value: str | None) -> None:
+        others = [b for b in self.blocks if not isinstance(b, TextBlock)]
+        self.blocks = others if value is None else [TextBlock(text=value), *others]
+
+    @classmethod
+    def from_str(cls, content: str, role: MessageRole | str = MessageRole.USER, **kwargs: Any) -> ChatMessage:
+        """Build a message from text."""
+        return cls(role=MessageRole(role), blocks=[TextBlock(text=content)], **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.role.value}: {self.content or ''}"
+
+
+class LogProb(BaseModel):
+    """The log-probability of one token. Responses carry ``list[list[LogProb]]``: per generated position, the chosen
+    token first, then the alternatives the service returned."""
+
+    token: str
+    logprob: float
+    bytes: list[int] = Field(default_factory=list)
+
+
+class Usage(BaseModel):
+    """Token usage as the service reported (or the local model counted) it. ``None`` means unknown, never zero."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+    @model_validator(mode="after")
+    def _total(self) -> Usage:
+        if self.total_tokens is None and self.prompt_tokens is not None and self.completion_tokens is not None:
+            self.total_tokens = self.prompt_tokens + self.completion_tokens
+        return self
+
+
+class ChatResponse(BaseModel):
+    """Chat response: the message, the raw reply, the streamed ``delta`` and the token logprobs.
+
+    ``str(response)`` and ``response.content`` give the text.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    message: ChatMessage
+    raw: Any | None = None
+    delta: str | None = None
+    logprobs: list[list[LogProb]] | None = None
+    additional_kwargs: dict[str, Any] = Field(default_factory=dict)
+    usage: Usage | None = None
+
+    @property
+    def content(self) -> str | None:
+        """The message's text."""
+        return self.message.content
+
+    @property
+    def text(self) -> str:
+        """The message's text, empty when it has none."""
+        return self.message.content or ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class CompletionResponse(BaseModel):
+    """Completion response: the text so far, the streamed ``delta``, the raw reply and the logprobs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    text: str
+    additional_kwargs: dict[str, Any] = Field(default_factory=dict)
+    raw: Any | None = None
+    logprobs: list[list[LogProb]] | None = None
+    delta: str | None = None
+    usage: Usage | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class LLMMetadata(BaseModel):
+    """What an LLM is: its context window, output size, chat/function-calling abilities, model name."""
+
+    context_window: int = Field(default=3900, description="Total number of tokens the model can take in and give out.")
+    num_output: int = Field(default=256, description="Number of tokens the model can output when generating.")
+    is_chat_model: bool = Field(default=False, description="Whether the model takes a sequence of chat messages.")
+    is_function_calling_model: bool = Field(default=False, description="Whether the model supports function calling.")
+    model_name: str = Field(default="unknown", description="The model's name, used for logging and tokenization.")
+    system_role: MessageRole = Field(default=MessageRole.SYSTEM, description="The role used for system prompts.")
+
+
+def chat_to_completion(response: ChatResponse) -> CompletionResponse:
+    """View a chat response as a completion response (same text, delta, raw, logprobs and usage)."""
+    return CompletionResponse(
+        text=response.message.content or "",
+        delta=response.delta,
+        raw=response.raw,
+        logprobs=response.logprobs,
+        additional_kwargs=response.additional_kwargs or response.message.additional_kwargs,
+        usage=response.usage,
+    )
+
+
+def completion_to_chat(response: CompletionResponse) -> ChatResponse:
+    """View a completion response as an assistant chat message."""
+    return ChatResponse(
+        message=ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text=response.text)]),
+        delta=response.delta,
+        raw=response.raw,
+        logprobs=response.logprobs,
+        additional_kwargs=response.additional_kwargs,
+        usage=response.usage,
+    )
