@@ -1,0 +1,196 @@
+"""The provider contract for HTTP services.
+
+An HTTP provider is a translator: it turns llmkit's messages and kwargs into a :class:`~llmkit.transport.Request`,
+and the service's JSON (or stream events) back into responses. It never touches the network: :class:`HTTPLLM` owns
+the transport, and the two mixins below run the four primitives of a family (sync, stream, async, async stream) on
+it. A provider inherits the mixin of each family its service natively has:
+
+* :class:`ChatOverHTTP` needs ``_chat_request``, ``_parse_chat`` and ``_chat_stream_parser``;
+* :class:`CompletionOverHTTP` needs ``_completion_request``, ``_parse_completion`` and
+  ``_completion_stream_parser``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import Field, PrivateAttr
+
+from llmkit.errors import StreamError
+from llmkit.llm import LLM
+from llmkit.transport import HTTPTransport, Request, ServerSentEvent
+from llmkit.transport.errors import ErrorHook
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+
+R = TypeVar("R", ChatResponse, CompletionResponse)
+
+
+class StreamParser(Generic[R]):
+    """Turns a stream's events into responses. One instance per stream: it accumulates ``text`` (so a broken stream
+    can report what arrived) and sets ``done`` at the service's end marker."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.done = False
+
+    def feed(self, event: ServerSentEvent) -> R | None:
+        """The response for one event, or None for events that carry nothing."""
+        raise NotImplementedError
+
+
+def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the transport's per-call options out of the model kwargs."""
+    return {key: kwargs.pop(key) for key in ("timeout", "max_retries") if key in kwargs}
+
+
+def _run_stream(events: Iterator[ServerSentEvent], parser: StreamParser[R]) -> Iterator[R]:
+    try:
+        for event in events:
+            chunk = parser.feed(event)
+            if chunk is not None:
+                yield chunk
+            if parser.done:
+                break
+    except StreamError as exc:
+        exc.received = parser.text
+        raise
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+
+
+async def _arun_stream(events: AsyncIterator[ServerSentEvent], parser: StreamParser[R]) -> AsyncIterator[R]:
+    try:
+        async for event in events:
+            chunk = parser.feed(event)
+            if chunk is not None:
+                yield chunk
+            if parser.done:
+                break
+    except StreamError as exc:
+        exc.received = parser.text
+        raise
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class HTTPLLM(LLM):
+    """An LLM served over HTTP: owns one :class:`HTTPTransport` (pooled, closed by ``close()``/``aclose()``).
+
+    Args:
+        timeout: seconds per phase (connect is capped at 10 s), or an ``httpx.Timeout``; per call ``timeout=``.
+        max_retries: retries of 408/409/429/5xx and connection errors (default 2); per call ``max_retries=``.
+    """
+
+    timeout: float | None = Field(default=60.0, description="Request timeout in seconds (per phase).")
+    max_retries: int = Field(default=2, ge=0, description="Retries of transient failures.")
+
+    _transport: HTTPTransport | None = PrivateAttr(default=None)
+
+    def _transport_settings(self) -> dict[str, Any]:
+        """``base_url``, ``headers``, ``error_hook`` and ``provider`` for the transport."""
+        raise NotImplementedError
+
+    def _error_hook(self) -> ErrorHook | None:
+        return None
+
+    @property
+    def transport(self) -> HTTPTransport:
+        """The transport, created on first use (constructing an LLM does no I/O)."""
+        if self._transport is None:
+            self._transport = HTTPTransport(
+                timeout=self.timeout,
+                max_retries=self.max_retries,
+                callback_manager=self.callback_manager,
+                error_hook=self._error_hook(),
+                **self._transport_settings(),
+            )
+        return self._transport
+
+    def with_http_clients(self, client: httpx.Client | None = None,
+                          async_client: httpx.AsyncClient | None = None) -> HTTPLLM:
+        """Use your own httpx clients (proxies, custom TLS); you close them."""
+        self._transport = HTTPTransport(
+            timeout=self.timeout, max_retries=self.max_retries, callback_manager=self.callback_manager,
+            error_hook=self._error_hook(), http_client=client, async_http_client=async_client,
+            **self._transport_settings(),
+        )
+        return self
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
+
+
+class ChatOverHTTP(HTTPLLM):
+    """The chat family on the transport."""
+
+    def _chat_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stream: bool) -> Request:
+        raise NotImplementedError
+
+    def _parse_chat(self, body: Any) -> ChatResponse:
+        raise NotImplementedError
+
+    def _chat_stream_parser(self) -> StreamParser[ChatResponse]:
+        raise NotImplementedError
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        options = _call_options(kwargs)
+        return self._parse_chat(self.transport.request_json(self._chat_request(messages, kwargs, False), **options))
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        options = _call_options(kwargs)
+        request = self._chat_request(messages, kwargs, False)
+        return self._parse_chat(await self.transport.arequest_json(request, **options))
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+        options = _call_options(kwargs)
+        request = self._chat_request(messages, kwargs, True)
+        return _run_stream(self.transport.stream_events(request, **options), self._chat_stream_parser())
+
+    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        options = _call_options(kwargs)
+        request = self._chat_request(messages, kwargs, True)
+        return _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser())
+
+
+class CompletionOverHTTP(HTTPLLM):
+    """The completion family on the transport."""
+
+    def _completion_request(self, prompt: str, kwargs: dict[str, Any], stream: bool) -> Request:
+        raise NotImplementedError
+
+    def _parse_completion(self, body: Any) -> CompletionResponse:
+        raise NotImplementedError
+
+    def _completion_stream_parser(self) -> StreamParser[CompletionResponse]:
+        raise NotImplementedError
+
+    def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        options = _call_options(kwargs)
+        request = self._completion_request(prompt, kwargs, False)
+        return self._parse_completion(self.transport.request_json(request, **options))
+
+    async def _acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        options = _call_options(kwargs)
+        request = self._completion_request(prompt, kwargs, False)
+        return self._parse_completion(await self.transport.arequest_json(request, **options))
+
+    def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[CompletionResponse]:
+        options = _call_options(kwargs)
+        request = self._completion_request(prompt, kwargs, True)
+        return _run_stream(self.transport.stream_events(request, **options), self._completion_stream_parser())
+
+    def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
+        options = _call_options(kwargs)
+        request = self._completion_request(prompt, kwargs, True)
+        return _arun_stream(self.transport.astream_events(request, **options), self._completion_stream_parser())

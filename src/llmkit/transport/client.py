@@ -1,0 +1,296 @@
+"""HTTPTransport: the only place llmkit does network I/O.
+
+One instance per LLM: a lazily created ``httpx.Client`` and ``httpx.AsyncClient`` (keep-alive pools), timeouts,
+bounded retries with backoff that honours ``Retry-After``, typed errors, and SSE streams that own their connection.
+
+Example:
+    >>> from llmkit.transport import HTTPTransport, Request
+    >>> transport = HTTPTransport(base_url="http://127.0.0.1:9", max_retries=0, provider="demo")
+    >>> transport.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from llmkit.callbacks import CallbackManager
+from llmkit.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ConflictError,
+    LLMError,
+    RateLimitError,
+    ResponseParseError,
+    ServerError,
+    StreamError,
+)
+from llmkit.transport.errors import ErrorHook, status_error
+from llmkit.transport.retry import RetryPolicy
+from llmkit.transport.sse import ServerSentEvent, aiter_sse, iter_sse
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+TimeoutTypes = float | httpx.Timeout | None
+
+
+@dataclass(slots=True)
+class Request:
+    """What a provider asks the transport to send. ``url`` is absolute or relative to the transport's base URL."""
+
+    method: str
+    url: str
+    json: Any = None
+    headers: dict[str, str] | None = None
+    params: dict[str, Any] | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
+    """A float means "this many seconds for each phase, at most 10 s to connect"."""
+    if value is None:
+        return httpx.Timeout(None)
+    if isinstance(value, httpx.Timeout):
+        return value
+    return httpx.Timeout(value, connect=min(float(value), 10.0))
+
+
+def _retryable(error: LLMError) -> bool:
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, RateLimitError | ServerError | ConflictError):
+        return True
+    return isinstance(error, APIStatusError) and error.status_code == 408
+
+
+class HTTPTransport:
+    """Sends :class:`Request` objects, sync or async, with pooling, timeouts, retries and typed errors.
+
+    Args:
+        base_url: prefix of relative request URLs.
+        headers: headers sent with every request (per-request headers override them).
+        timeout: seconds per phase, or an ``httpx.Timeout``; per-call ``timeout=`` overrides it.
+        total_timeout: a bound on the whole call, retries and waits included (None: no bound).
+        max_retries: retries after the first attempt (per-call ``max_retries=`` overrides it).
+        provider: the name errors carry.
+        error_hook: the provider's own reading of error bodies.
+        callback_manager: receives ``on_retry`` for each retry.
+        http_client / async_http_client: bring your own httpx clients (then you close them).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str = "",
+        headers: dict[str, str] | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        total_timeout: float | None = None,
+        max_retries: int = 2,
+        provider: str = "http",
+        error_hook: ErrorHook | None = None,
+        callback_manager: CallbackManager | None = None,
+        retry_policy: RetryPolicy | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers or {})
+        self.timeout = as_timeout(timeout)
+        self.total_timeout = total_timeout
+        self.max_retries = max_retries
+        self.provider = provider
+        self.error_hook = error_hook
+        self.callback_manager = callback_manager
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._client = http_client
+        self._aclient = async_http_client
+        self._owns_client = http_client is None
+        self._owns_aclient = async_http_client is None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    # -- clients ------------------------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> httpx.Client:
+        """The sync client, created on first use."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=self.timeout)
+                client = self._client
+        return client
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        """The async client, created on first use in the running event loop (a new loop gets a new pool)."""
+        loop = asyncio.get_running_loop()
+        client = self._aclient
+        if client is None or (self._owns_aclient and self._aclient_loop is not loop):
+            client = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout)
+            self._aclient, self._aclient_loop = client, loop
+        return client
+
+    def close(self) -> None:
+        """Close the pools this transport owns. Safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            client.close()
+        if self._owns_aclient:
+            self._aclient = None  # an async pool can only be closed from its loop: use aclose() there
+
+    async def aclose(self) -> None:
+        """Close both pools."""
+        aclient, self._aclient = self._aclient, None
+        if aclient is not None and self._owns_aclient and self._aclient_loop is asyncio.get_running_loop():
+            await aclient.aclose()
+        self.close()
+
+    # -- requests -----------------------------------------------------------------------------------------------------
+
+    def _build(self, client: httpx.Client | httpx.AsyncClient, request: Request, timeout: TimeoutTypes,
+               deadline: float | None) -> httpx.Request:
+        effective = self.timeout if timeout is None else as_timeout(timeout)
+        if deadline is not None:
+            remaining = max(deadline - time.monotonic(), 0.001)
+            effective = httpx.Timeout(
+                connect=min(effective.connect or remaining, remaining),
+                read=min(effective.read or remaining, remaining),
+                write=min(effective.write or remaining, remaining),
+                pool=min(effective.pool or remaining, remaining),
+            )
+        return client.build_request(
+            request.method, request.url, json=request.json, headers=request.headers, params=request.params,
+            timeout=effective, extensions=request.extensions or None,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError, url: str) -> LLMError:
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(f"{self.provider}: request to {url} timed out ({type(exc).__name__})",
+                                   provider=self.provider)
+        return APIConnectionError(f"{self.provider}: could not reach {url}: {type(exc).__name__}: {exc}",
+                                  provider=self.provider)
+
+    def _deadline(self) -> float | None:
+        return None if self.total_timeout is None else time.monotonic() + self.total_timeout
+
+    def _next_delay(self, error: LLMError, attempt: int, retries: int, deadline: float | None) -> float | None:
+        """The wait before the next attempt, or None when the error is final."""
+        if attempt > retries or not _retryable(error):
+            return None
+        delay = self.retry_policy.delay(attempt, getattr(error, "retry_after", None))
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            return None
+        if self.callback_manager is not None:
+            self.callback_manager.retry(attempt, delay, error)
+        return delay
+
+    def send(self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None,
+             max_retries: int | None = None) -> httpx.Response:
+        """Send with retries; a 2xx response comes back (open, when ``stream``), anything else raises."""
+        client = self.client
+        retries = self.max_retries if max_retries is None else max_retries
+        deadline = self._deadline()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = client.send(self._build(client, request, timeout, deadline), stream=stream)
+            except httpx.HTTPError as exc:
+                error = self._transport_error(exc, request.url)
+                cause: BaseException = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                content = response.read()
+                response.close()
+                error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
+                cause = error
+            delay = self._next_delay(error, attempt, retries, deadline)
+            if delay is None:
+                raise error from (cause if cause is not error else None)
+            time.sleep(delay)
+
+    async def asend(self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None,
+                    max_retries: int | None = None) -> httpx.Response:
+        """Async :meth:`send`."""
+        client = self.aclient
+        retries = self.max_retries if max_retries is None else max_retries
+        deadline = self._deadline()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await client.send(self._build(client, request, timeout, deadline), stream=stream)
+            except httpx.HTTPError as exc:
+                error = self._transport_error(exc, request.url)
+                cause: BaseException = exc
+            else:
+                if response.status_code < 400:
+                    return response
+                content = await response.aread()
+                await response.aclose()
+                error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
+                cause = error
+            delay = self._next_delay(error, attempt, retries, deadline)
+            if delay is None:
+                raise error from (cause if cause is not error else None)
+            await asyncio.sleep(delay)
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            excerpt = response.content[:200].decode("utf-8", errors="replace")
+            raise ResponseParseError(
+                f"{self.provider} answered HTTP {response.status_code} with a body that is not JSON: {excerpt!r}",
+                body=excerpt, provider=self.provider,
+            ) from exc
+
+    def request_json(self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None) -> Any:
+        """Send and parse the JSON answer."""
+        response = self.send(request, timeout=timeout, max_retries=max_retries)
+        return self._json(response)
+
+    async def arequest_json(self, request: Request, *, timeout: TimeoutTypes = None,
+                            max_retries: int | None = None) -> Any:
+        """Async :meth:`request_json`."""
+        response = await self.asend(request, timeout=timeout, max_retries=max_retries)
+        return self._json(response)
+
+    # -- streams ------------------------------------------------------------------------------------------------------
+
+    def _broken(self, exc: httpx.HTTPError) -> StreamError:
+        return StreamError(f"{self.provider}: the stream broke: {type(exc).__name__}: {exc}", provider=self.provider)
+
+    def stream_events(self, request: Request, *, timeout: TimeoutTypes = None,
+                      max_retries: int | None = None) -> Iterator[ServerSentEvent]:
+        """Server-sent events of a streamed answer. Retries happen only before the first byte is yielded; closing
+        the generator closes the connection."""
+        response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
+        try:
+            yield from iter_sse(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise self._broken(exc) from exc
+        finally:
+            response.close()
+
+    async def astream_events(self, request: Request, *, timeout: TimeoutTypes = None,
+                             max_retries: int | None = None) -> AsyncIterator[ServerSentEvent]:
+        """Async :meth:`stream_events`; cancelling or closing it closes the connection."""
+        response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
+        try:
+            async for event in aiter_sse(response.aiter_lines()):
+                yield event
+        except httpx.HTTPError as exc:
+            raise self._broken(exc) from exc
+        finally:
+            await response.aclose()

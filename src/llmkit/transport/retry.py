@@ -1,0 +1,61 @@
+"""When to retry, and how long to wait: exponential backoff with jitter, honouring the server's hints."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+#: Statuses worth another try: timeout, conflict, rate limit, and every server error.
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+def is_retryable_status(status: int) -> bool:
+    """408, 409, 429 and 5xx are retried; other 4xx never are."""
+    return status in RETRYABLE_STATUSES or status >= 500
+
+
+def parse_retry_after(headers: Mapping[str, str] | httpx.Headers) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date; None when absent."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(float(millis) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter.
+
+    The n-th retry waits ``min(initial_delay * 2**(n-1), max_delay)``, reduced by up to 25% at random, unless the
+    server said how long to wait (``Retry-After``/``retry-after-ms``), which is honoured up to ``max_retry_after``.
+    """
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+
+    def delay(self, retry_number: int, retry_after: float | None = None) -> float:
+        """Seconds to sleep before retry ``retry_number`` (1-based)."""
+        if retry_after is not None and retry_after <= self.max_retry_after:
+            return retry_after
+        backoff = min(self.initial_delay * 2 ** (retry_number - 1), self.max_delay)
+        return backoff * (1 - 0.25 * random.random())
