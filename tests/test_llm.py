@@ -1,0 +1,191 @@
+"""The LLM base: routing between families, the system prompt applied once, callbacks, prompts, tools, create()."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import llmkit
+from llmkit import (
+    CallbackManager,
+    ChatMessage,
+    ChatPromptTemplate,
+    ConfigurationError,
+    FunctionTool,
+    MockLLM,
+    PromptTemplate,
+    TokenCountingHandler,
+    ToolCallError,
+)
+from llmkit.callbacks import CallbackHandler, LLMEvent
+
+HI = [ChatMessage(role="user", content="Hi")]
+
+
+class CompletionOnly(MockLLM):
+    """A completion-only provider: chat must come through messages_to_prompt."""
+
+    is_chat_model: bool = False
+
+    def _chat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("chat primitive must not be used")
+
+
+CompletionOnly._chat = llmkit.LLM._chat  # type: ignore[method-assign]
+
+
+def test_system_prompt_applied_once_for_chat_and_completion() -> None:
+    llm = MockLLM(system_prompt="Be brief.")
+    llm.chat(HI)
+    messages, _ = llm.requests[-1]
+    assert [m.role.value for m in messages] == ["system", "user"]
+    llm.complete("Q")
+    messages, _ = llm.requests[-1]
+    assert [(m.role.value, m.content) for m in messages] == [("system", "Be brief."), ("user", "Q")]
+    llm.chat([ChatMessage(role="system", content="Own"), *HI])
+    assert [m.content for m in llm.requests[-1][0]] == ["Own", "Hi"]
+
+
+def test_completion_model_gets_chat_through_messages_to_prompt() -> None:
+    llm = CompletionOnly(system_prompt="Be nice")
+    assert llm.chat(HI).content == "system: Be nice\nuser: Hi\nassistant: "
+    assert llm.complete("Q: why").text == "Be nice\n\nQ: why"
+    assert llm.complete("raw", formatted=True).text == "raw"
+    assert "".join(c.delta or "" for c in llm.stream_chat(HI)).startswith("system:")
+
+
+def test_predict_uses_chat_for_chat_models_and_text_for_completion_models() -> None:
+    template = PromptTemplate("Q: {q}")
+    chat_model = MockLLM()
+    chat_model.predict(template, q="why")
+    assert isinstance(chat_model.requests[-1][0], list)
+    completion_model = CompletionOnly()
+    assert completion_model.predict(template, q="why") == "Q: why"
+
+
+class Recorder(CallbackHandler):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_llm_start(self, event: LLMEvent) -> None:
+        self.events.append("start")
+
+    def on_llm_token(self, event: LLMEvent, delta: str) -> None:
+        self.events.append("token")
+
+    def on_llm_end(self, event: LLMEvent) -> None:
+        self.events.append("end")
+
+    def on_llm_error(self, event: LLMEvent) -> None:
+        self.events.append(f"error:{type(event.error).__name__}")
+
+
+async def test_callbacks_see_every_call_tokens_usage_and_errors() -> None:
+    recorder, counter = Recorder(), TokenCountingHandler()
+    llm = MockLLM(responses=["a b"], callback_manager=CallbackManager([recorder, counter]))
+    llm.chat(HI)
+    list(llm.stream_chat(HI))
+    await llm.achat(HI)
+    async for _ in await llm.astream_complete("x"):
+        pass
+    assert recorder.events == ["start", "end", "start", "token", "token", "end", "start", "end",
+                               "start", "token", "token", "end"]
+    assert counter.calls == 4 and counter.completion_tokens == 8 and counter.prompt_tokens == 4
+
+    class Broken(MockLLM):
+        def _chat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
+            raise ValueError("boom")
+
+    broken = Broken(callback_manager=CallbackManager([recorder]))
+    with pytest.raises(ValueError, match="boom"):
+        broken.chat(HI)
+    assert recorder.events[-1] == "error:ValueError"
+
+
+def test_prompt_templates() -> None:
+    template = PromptTemplate("{a} and {b}")
+    assert template.partial_format(a="x").format(b="y") == "x and y"
+    with pytest.raises(ConfigurationError, match="'b'"):
+        template.format(a="x")
+    chat = ChatPromptTemplate.from_messages([("system", "You are {who}."), ("user", "{q}")])
+    assert chat.template_vars == ["who", "q"]
+    assert [m.content for m in chat.format_messages(who="kind", q="hi")] == ["You are kind.", "hi"]
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+async def slow_mul(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def explode(reason: str) -> str:
+    """Always fails."""
+    raise RuntimeError(reason)
+
+
+def test_function_tool_schema_and_calls() -> None:
+    tool = FunctionTool.from_defaults(add)
+    schema = tool.metadata.get_parameters_dict()
+    assert schema["required"] == ["a", "b"] and schema["properties"]["a"]["type"] == "integer"
+    assert tool.call(a=2, b=3).content == "5"
+    with pytest.raises(ToolCallError, match="Invalid arguments"):
+        tool.call(a="x", b=1)
+
+
+async def test_predict_and_call_native_parallel_errors_and_async() -> None:
+    llm = MockLLM()
+    result = llm.predict_and_call([FunctionTool.from_defaults(add)], "1+1?")
+    assert result.sources[0].tool_name == "add" and result.response == "0"
+    failing = llm.predict_and_call([FunctionTool.from_defaults(explode)], "go")
+    assert failing.sources[0].is_error and "RuntimeError" in failing.response
+    async_result = await llm.apredict_and_call([FunctionTool.from_defaults(slow_mul)], "2*3?")
+    assert async_result.sources[0].raw_output == 0
+
+
+def test_predict_and_call_unknown_tool_and_bad_arguments() -> None:
+    class Rogue(MockLLM):
+        arguments: str = '{"a": 1, "b": 2}'
+        name: str = "nope"
+
+        def _chat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
+            call = {"id": "1", "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+            response = super()._chat(messages)
+            response.message.additional_kwargs["tool_calls"] = [call]
+            return response
+
+    with pytest.raises(ToolCallError, match="unknown tool 'nope'"):
+        Rogue().predict_and_call([FunctionTool.from_defaults(add)], "x")
+    with pytest.raises(ToolCallError, match="not JSON"):
+        Rogue(name="add", arguments="{oops").predict_and_call([FunctionTool.from_defaults(add)], "x")
+    with pytest.raises(ToolCallError, match="Invalid arguments"):
+        Rogue(name="add", arguments='{"a": "x"}').predict_and_call([FunctionTool.from_defaults(add)], "x")
+
+
+def test_react_fallback_for_models_without_function_calling() -> None:
+    llm = MockLLM(is_function_calling_model=False, responses=['Thought: add.\nAction: add\nAction Input: {"a": 2, "b": 5}'])
+    result = llm.predict_and_call([FunctionTool.from_defaults(add)], "2+5?")
+    assert result.response == "7"
+    system = llm.requests[-1][0][0]
+    assert "Action Input" in (system.content or "") and "add" in (system.content or "")
+    direct = MockLLM(is_function_calling_model=False, responses=["Answer: no tool needed"])
+    assert direct.predict_and_call([FunctionTool.from_defaults(add)], "hi").response == "no tool needed"
+
+
+def test_create_and_unknown_spec() -> None:
+    assert isinstance(llmkit.create("mock"), MockLLM)
+    with pytest.raises(ConfigurationError, match="Known providers: .*local"):
+        llmkit.create("nope/x")
+    llmkit.register_provider("mine", lambda rest, **kw: MockLLM(responses=[rest]))
+    assert llmkit.create("mine/hello").complete("x").text == "hello"
+
+
+def test_import_is_light() -> None:
+    code = "import sys, llmkit; print(sorted(m for m in ('litellm','llama_cpp','openai','httpx','pydantic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
