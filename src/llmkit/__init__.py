@@ -79,10 +79,6 @@ _EXPORTS: dict[str, str] = {
     "LlamaCpp": "llmkit.providers.llamacpp",
     "OpenAI": "llmkit.providers.openai",
     "OpenAILike": "llmkit.providers.openai",
-    "GradientBaseModelLLM": "llmkit.providers.gradient",
-    "GradientModelAdapterLLM": "llmkit.providers.gradient",
-    "AiXplainLLM": "llmkit.providers.aixplain",
-    "LiteLLM": "llmkit.providers.litellm",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -124,9 +120,6 @@ if TYPE_CHECKING:
     )
     from llmkit.llm import LLM, BaseLLM
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
-    from llmkit.providers.aixplain import AiXplainLLM
-    from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
-    from llmkit.providers.litellm import LiteLLM
     from llmkit.providers.llamacpp import LlamaCpp
     from llmkit.providers.mock import MockLLM
     from llmkit.providers.openai import OpenAI, OpenAILike

@@ -141,7 +141,7 @@ def _chat(args: argparse.Namespace) -> int:
         if not args.prompt:
             raise ConfigurationError("--schema needs a prompt")
         output_cls = _load_schema(args.schema)
-        result = llm.structured_predict(output_cls, PromptTemplate("{prompt}"), prompt=args.prompt)
+        result = llm.structured_predict(output_cls, PromptTemplate("{text}"), text=args.prompt)
         print(result.model_dump_json(indent=2))
         return 0
     if args.prompt is None:

@@ -27,10 +27,6 @@ _REGISTRY: dict[str, str | Factory] = {
     "llamacpp": "llmkit.providers.llamacpp:from_spec",
     "openai": "llmkit.providers.openai:openai_from_spec",
     "openai-like": "llmkit.providers.openai:openai_like_from_spec",
-    "gradient": "llmkit.providers.gradient:base_model_from_spec",
-    "gradient-adapter": "llmkit.providers.gradient:adapter_from_spec",
-    "aixplain": "llmkit.providers.aixplain:from_spec",
-    "litellm": "llmkit.providers.litellm:from_spec",
     "mock": "llmkit.registry:_mock_from_spec",
 }
 
@@ -63,7 +59,7 @@ def create(spec: str, **kwargs: Any) -> LLM:
     """Build an LLM from a spec ``PREFIX[/MODEL]``; keyword arguments go to the provider's constructor.
 
     Examples: ``create("local")``, ``create("openai-like/qwen", api_base="http://127.0.0.1:8000/v1")``,
-    ``create("litellm/anthropic/claude-x")``, ``create("gradient/llama2-7b-chat")``, ``create("aixplain/ID")``.
+    ``create("openai/gpt-4o-mini")``, ``create("mock")``.
     """
     prefix, _, rest = spec.partition("/")
     target = _REGISTRY.get(prefix)

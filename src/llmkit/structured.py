@@ -97,13 +97,14 @@ def schema_spec(output_cls: type[BaseModel]) -> dict[str, Any]:
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
-def extract_json(text: str) -> Any:
-    """The first JSON object or array in ``text``, tolerating code fences and prose around it.
+def extract_json(text: str, want: type | None = None) -> Any:
+    """The first JSON object or array in ``text`` (of type ``want``, if given), tolerating code fences and prose.
 
     Raises ``ValueError`` when there is none.
     """
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
+    # strict=False: models (and llama.cpp's JSON grammar) put raw newlines inside strings.
+    decoder = json.JSONDecoder(strict=False)
     for candidate in candidates:
         for index, char in enumerate(candidate):
             if char in "{[":
@@ -111,7 +112,8 @@ def extract_json(text: str) -> Any:
                     value, _ = decoder.raw_decode(candidate, index)
                 except json.JSONDecodeError:
                     continue
-                return value
+                if want is None or isinstance(value, want):
+                    return value
     raise ValueError("no JSON object found in the model's output")
 
 
@@ -128,7 +130,7 @@ def parse_partial(text: str) -> Any:
 
 def validate_output(output_cls: type[Model], raw: str) -> Model:
     """Parse ``raw`` and validate it as ``output_cls``; ``ValueError``/``ValidationError`` when it does not fit."""
-    return output_cls.model_validate(extract_json(raw))
+    return output_cls.model_validate(extract_json(raw, want=dict))
 
 
 def tool_arguments(response: ChatResponse) -> str | None:
@@ -220,6 +222,7 @@ def structured_steps(
                 llm._refused_modes.add(current)
                 break
             raw = raw_output(response, current)
+            truncated = response.additional_kwargs.get("finish_reason") == "length"
             try:
                 return validate_output(output_cls, raw)
             except ValidationError as exc:
@@ -227,6 +230,8 @@ def structured_steps(
                 problem = json.dumps(errors, default=str)
             except ValueError as exc:
                 errors, problem = [], str(exc)
+            if truncated:
+                problem = f"the answer was cut off by the token limit (finish_reason=length); {problem}"
             conversation = [
                 *conversation,
                 ChatMessage(role=MessageRole.ASSISTANT, content=raw),

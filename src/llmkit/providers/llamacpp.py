@@ -119,6 +119,27 @@ def _load(path: Path, n_ctx: int, n_threads: int | None, seed: int | None, extra
     return loaded
 
 
+#: Bounds added to a schema's strings and arrays for decoding: any instance of the bounded schema is valid for the
+#: original one, and a small model can no longer ramble inside a string until the token limit truncates the JSON.
+GRAMMAR_MAX_STRING = 120
+GRAMMAR_MAX_ITEMS = 6
+
+
+def bounded_schema(schema: Any) -> Any:
+    """A copy of ``schema`` whose unbounded strings and arrays get ``maxLength``/``maxItems``."""
+    if isinstance(schema, list):
+        return [bounded_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: bounded_schema(value) for key, value in schema.items()}
+    kind = out.get("type")
+    if kind == "string" and "maxLength" not in out and "enum" not in out and "format" not in out:
+        out["maxLength"] = max(GRAMMAR_MAX_STRING, int(out.get("minLength", 0)))
+    if kind == "array" and "maxItems" not in out:
+        out["maxItems"] = max(GRAMMAR_MAX_ITEMS, int(out.get("minItems", 0)))
+    return out
+
+
 def _stop_processor(stop: threading.Event, eos: int) -> Any:
     """A logits processor that forces end-of-sequence once ``stop`` is set: cancellation takes effect at once."""
 
@@ -187,6 +208,7 @@ class LlamaCpp(LLM):
         temperature, top_p, top_k, max_tokens, stop, seed, repeat_penalty: sampling settings (per call too).
         n_ctx: the context window to allocate; n_threads: CPU threads (llama.cpp's default if None).
         is_chat_model: chat through the GGUF's chat template (True) or raw completion.
+        logprobs: return token logprobs on every response (the model then keeps the logits of every position).
         model_kwargs: more ``llama_cpp.Llama`` arguments.
     """
 
@@ -201,6 +223,7 @@ class LlamaCpp(LLM):
     n_ctx: int = Field(default=2048, gt=0, description="Context window to allocate.")
     n_threads: int | None = Field(default=None, description="CPU threads.")
     is_chat_model: bool = Field(default=True, description="Use the model's chat template.")
+    logprobs: bool = Field(default=False, description="Return token logprobs on every response (keeps all logits).")
     model_kwargs: dict[str, Any] = Field(default_factory=dict, description="More llama_cpp.Llama arguments.")
 
     _loaded: _LoadedModel | None = PrivateAttr(default=None)
@@ -221,7 +244,8 @@ class LlamaCpp(LLM):
     def model(self) -> _LoadedModel:
         """The loaded model (loaded on first use, once per process)."""
         if self._loaded is None:
-            self._loaded = _load(self.resolved_path, self.n_ctx, self.n_threads, self.seed, self.model_kwargs)
+            extra = {**self.model_kwargs, "logits_all": True} if self.logprobs else self.model_kwargs
+            self._loaded = _load(self.resolved_path, self.n_ctx, self.n_threads, self.seed, extra)
         return self._loaded
 
     @property
@@ -248,9 +272,16 @@ class LlamaCpp(LLM):
             params["stop"] = self.stop
         if self.seed is not None:
             params["seed"] = self.seed
+        if self.logprobs:
+            params["logprobs"] = True
+            params["top_logprobs"] = kwargs.pop("top_logprobs", 1)
+        elif kwargs.get("logprobs"):
+            raise ConfigurationError("logprobs need the model loaded with all logits: LlamaCpp(..., logprobs=True)")
         spec = kwargs.pop("json_schema", None)
         if spec is not None:
-            params["response_format"] = {"type": "json_object", "schema": spec["schema"]}
+            params["response_format"] = {"type": "json_object", "schema": bounded_schema(spec["schema"])}
+            # The grammar makes every prefix valid, but only a finished answer parses: give it room to finish.
+            params["max_tokens"] = max(self.max_tokens, min(1024, self.n_ctx // 2))
         if stop_event is not None:
             from llama_cpp import LogitsProcessorList
 
