@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmkit.cli", *args], capture_output=True, text=True, input=stdin,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", *args], capture_output=True, text=True, input=stdin, timeout=120
+    )
 
 
 def test_chat_streams_an_answer(model_path: Path) -> None:
@@ -20,10 +21,16 @@ def test_chat_streams_an_answer(model_path: Path) -> None:
 
 def test_chat_json_and_schema(tmp_path: Path, model_path: Path) -> None:
     result = run("chat", "Hi", "--max-tokens", "4", "--json")
-    assert result.returncode == 0 and '"message"' in result.stdout
+    assert result.returncode == 0
+    assert '"message"' in result.stdout
     (tmp_path / "cli_schema.py").write_text("from pydantic import BaseModel\nclass City(BaseModel):\n    name: str\n")
-    result = subprocess.run([sys.executable, "-m", "llmkit.cli", "chat", "--schema", "cli_schema:City", "Paris"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", "chat", "--schema", "cli_schema:City", "Paris"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert '"name"' in result.stdout
 
@@ -36,12 +43,14 @@ def test_interactive_keeps_history_and_exits_on_eof(model_path: Path) -> None:
 def test_complete_and_models() -> None:
     assert run("complete", "hello world", "--model", "mock").stdout == "hello world\n"
     models = run("models")
-    assert "openai-like" in models.stdout and ".gguf" in models.stdout
+    assert "openai-like" in models.stdout
+    assert ".gguf" in models.stdout
 
 
 def test_errors_are_one_line_without_traceback() -> None:
     result = run("chat", "--model", "nope", "x")
     assert result.returncode == 2
-    assert result.stderr.startswith("llmkit: error: Unknown model spec") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("llmkit: error: Unknown model spec")
+    assert "Traceback" not in result.stderr
     debug = run("--debug", "chat", "--model", "nope", "x")
     assert "Traceback" in debug.stderr

@@ -90,9 +90,23 @@ async def test_callbacks_see_every_call_tokens_usage_and_errors() -> None:
     await llm.achat(HI)
     async for _ in await llm.astream_complete("x"):
         pass
-    assert recorder.events == ["start", "end", "start", "token", "token", "end", "start", "end",
-                               "start", "token", "token", "end"]
-    assert counter.calls == 4 and counter.completion_tokens == 8 and counter.prompt_tokens == 4
+    assert recorder.events == [
+        "start",
+        "end",
+        "start",
+        "token",
+        "token",
+        "end",
+        "start",
+        "end",
+        "start",
+        "token",
+        "token",
+        "end",
+    ]
+    assert counter.calls == 4
+    assert counter.completion_tokens == 8
+    assert counter.prompt_tokens == 4
 
     class Broken(MockLLM):
         def _chat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
@@ -132,7 +146,8 @@ def explode(reason: str) -> str:
 def test_function_tool_schema_and_calls() -> None:
     tool = FunctionTool.from_defaults(add)
     schema = tool.metadata.get_parameters_dict()
-    assert schema["required"] == ["a", "b"] and schema["properties"]["a"]["type"] == "integer"
+    assert schema["required"] == ["a", "b"]
+    assert schema["properties"]["a"]["type"] == "integer"
     assert tool.call(a=2, b=3).content == "5"
     with pytest.raises(ToolCallError, match="Invalid arguments"):
         tool.call(a="x", b=1)
@@ -141,9 +156,11 @@ def test_function_tool_schema_and_calls() -> None:
 async def test_predict_and_call_native_parallel_errors_and_async() -> None:
     llm = MockLLM()
     result = llm.predict_and_call([FunctionTool.from_defaults(add)], "1+1?")
-    assert result.sources[0].tool_name == "add" and result.response == "0"
+    assert result.sources[0].tool_name == "add"
+    assert result.response == "0"
     failing = llm.predict_and_call([FunctionTool.from_defaults(explode)], "go")
-    assert failing.sources[0].is_error and "RuntimeError" in failing.response
+    assert failing.sources[0].is_error
+    assert "RuntimeError" in failing.response
     async_result = await llm.apredict_and_call([FunctionTool.from_defaults(slow_mul)], "2*3?")
     assert async_result.sources[0].raw_output == 0
 
@@ -168,24 +185,28 @@ def test_predict_and_call_unknown_tool_and_bad_arguments() -> None:
 
 
 def test_react_fallback_for_models_without_function_calling() -> None:
-    llm = MockLLM(is_function_calling_model=False, responses=['Thought: add.\nAction: add\nAction Input: {"a": 2, "b": 5}'])
+    llm = MockLLM(
+        is_function_calling_model=False, responses=['Thought: add.\nAction: add\nAction Input: {"a": 2, "b": 5}']
+    )
     result = llm.predict_and_call([FunctionTool.from_defaults(add)], "2+5?")
     assert result.response == "7"
     system = llm.requests[-1][0][0]
-    assert "Action Input" in (system.content or "") and "add" in (system.content or "")
+    assert "Action Input" in (system.content or "")
+    assert "add" in (system.content or "")
     direct = MockLLM(is_function_calling_model=False, responses=["Answer: no tool needed"])
     assert direct.predict_and_call([FunctionTool.from_defaults(add)], "hi").response == "no tool needed"
 
 
 def test_create_and_unknown_spec() -> None:
     assert isinstance(llmkit.create("mock"), MockLLM)
-    with pytest.raises(ConfigurationError, match="Known providers: .*local"):
+    with pytest.raises(ConfigurationError, match=r"Known providers: .*local"):
         llmkit.create("nope/x")
     llmkit.register_provider("mine", lambda rest, **kw: MockLLM(responses=[rest]))
     assert llmkit.create("mine/hello").complete("x").text == "hello"
 
 
 def test_import_is_light() -> None:
-    code = "import sys, llmkit; print(sorted(m for m in ('litellm','llama_cpp','openai','httpx','pydantic') if m in sys.modules))"
+    heavy = "('litellm', 'llama_cpp', 'openai', 'httpx', 'pydantic')"
+    code = f"import sys, llmkit; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

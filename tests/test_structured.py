@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,7 @@ from llmkit import BadRequestError, MockLLM, PromptTemplate, PydanticProgramMode
 from llmkit.structured import extract_json, parse_partial
 
 
-class Color(str, Enum):
+class Color(StrEnum):
     RED = "red"
     BLUE = "blue"
 
@@ -70,11 +70,15 @@ def test_function_mode_and_alias() -> None:
 
 
 def test_llm_mode_parses_prose_and_reasks_with_errors() -> None:
-    llm = MockLLM(responses=['Sure: {"name": "nail", "qty": "many"}', 'Fixed: ```json\n{"name": "nail", "qty": 3}```'],
-                  is_function_calling_model=False, pydantic_program_mode=PydanticProgramMode.LLM)
+    llm = MockLLM(
+        responses=['Sure: {"name": "nail", "qty": "many"}', 'Fixed: ```json\n{"name": "nail", "qty": 3}```'],
+        is_function_calling_model=False,
+        pydantic_program_mode=PydanticProgramMode.LLM,
+    )
     assert llm.structured_predict(Item, PROMPT, topic="x") == Item(name="nail", qty=3)
     messages, _ = llm.requests[-1]
-    assert "not valid" in (messages[-1].content or "") and "qty" in (messages[-1].content or "")
+    assert "not valid" in (messages[-1].content or "")
+    assert "qty" in (messages[-1].content or "")
 
 
 def test_validation_failure_after_reasks_raises_with_raw_and_errors() -> None:
@@ -99,13 +103,15 @@ def test_default_mode_falls_back_and_remembers() -> None:
     assert PydanticProgramMode.JSON_SCHEMA in llm._refused_modes
     llm.requests.clear()
     llm.structured_predict(Item, PROMPT, topic="x")
-    assert len(llm.requests) == 1 and "tools" in llm.requests[0][1]
+    assert len(llm.requests) == 1
+    assert "tools" in llm.requests[0][1]
 
 
 def test_explicit_mode_does_not_fall_back() -> None:
     with pytest.raises(BadRequestError):
         RefusesJsonSchema(pydantic_program_mode=PydanticProgramMode.JSON_SCHEMA).structured_predict(
-            Item, PROMPT, topic="x")
+            Item, PROMPT, topic="x"
+        )
 
 
 def test_stream_partials_end_validated() -> None:

@@ -31,7 +31,14 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 def test_message_roles_are_those_of_the_seed() -> None:
     # Seed 004 lists eight roles (the issue says nine; the seed is the specification).
     assert [r.value for r in MessageRole] == [
-        "system", "developer", "user", "assistant", "function", "tool", "chatbot", "model"
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "function",
+        "tool",
+        "chatbot",
+        "model",
     ]
 
 
@@ -68,8 +75,12 @@ def test_every_block_round_trips_through_json() -> None:
     message = ChatMessage(
         role="user",
         blocks=[
-            TextBlock(text="t"), ImageBlock(image=PNG, detail="low"), AudioBlock(audio=b"RIFF0000WAVE"),
-            VideoBlock(url="https://example.com/v.mp4"), DocumentBlock(data=b"%PDF-1.4", title="doc"), CachePoint(),
+            TextBlock(text="t"),
+            ImageBlock(image=PNG, detail="low"),
+            AudioBlock(audio=b"RIFF0000WAVE"),
+            VideoBlock(url="https://example.com/v.mp4"),
+            DocumentBlock(data=b"%PDF-1.4", title="doc"),
+            CachePoint(),
             CitableBlock(title="T", source="S", content=[TextBlock(text="c")]),
             CitationBlock(cited_content=TextBlock(text="c"), source="S", title="T"),
         ],
@@ -80,8 +91,9 @@ def test_every_block_round_trips_through_json() -> None:
 
 
 def test_responses() -> None:
-    response = ChatResponse(message=ChatMessage(role="assistant", content="Paris"), delta="s",
-                            logprobs=[[LogProb(token="P", logprob=-0.1)]])
+    response = ChatResponse(
+        message=ChatMessage(role="assistant", content="Paris"), delta="s", logprobs=[[LogProb(token="P", logprob=-0.1)]]
+    )
     assert str(response) == "Paris" == response.content
     assert ChatResponse.model_validate_json(response.model_dump_json()) == response
     completion = CompletionResponse(text="x", delta="x")
@@ -93,8 +105,11 @@ def test_responses() -> None:
 texts = st.text(max_size=50)
 
 
-@given(role=st.sampled_from(list(MessageRole)), parts=st.lists(texts, max_size=4),
-       extra=st.dictionaries(st.text(max_size=5), st.integers() | texts, max_size=3))
+@given(
+    role=st.sampled_from(list(MessageRole)),
+    parts=st.lists(texts, max_size=4),
+    extra=st.dictionaries(st.text(max_size=5), st.integers() | texts, max_size=3),
+)
 def test_message_round_trip_property(role: MessageRole, parts: list[str], extra: dict[str, object]) -> None:
     message = ChatMessage(role=role, blocks=[TextBlock(text=p) for p in parts], additional_kwargs=extra)
     assert ChatMessage.model_validate_json(message.model_dump_json()) == message

@@ -23,7 +23,7 @@ from llmkit.types import Usage
 
 @dataclass
 class LLMEvent:
-    """One LLM call, as callbacks see it. ``kind`` is ``chat`` or ``complete``; ``payload`` is the messages or prompt."""
+    """One LLM call as callbacks see it: ``kind`` is ``chat`` or ``complete``, ``payload`` the messages or prompt."""
 
     kind: str
     payload: Any

@@ -40,7 +40,9 @@ def tool_selections(response: ChatResponse) -> list[ToolSelection]:
                 ) from exc
         if not isinstance(arguments, dict):
             raise ToolCallError(f"Tool '{name}' arguments must be a JSON object", tool_name=name, arguments=arguments)
-        selections.append(ToolSelection(tool_id=call.get("id") or f"call_{index}", tool_name=name, tool_kwargs=arguments))
+        selections.append(
+            ToolSelection(tool_id=call.get("id") or f"call_{index}", tool_name=name, tool_kwargs=arguments)
+        )
     return selections
 
 
@@ -61,7 +63,8 @@ _ANSWER = re.compile(r"Answer\s*:\s*(.*)", re.DOTALL | re.IGNORECASE)
 def react_prompt(tools: Sequence[BaseTool]) -> str:
     """The system instruction of the ReAct fallback."""
     desc = "\n".join(
-        f"- {t.metadata.name}: {t.metadata.description} Arguments schema: {json.dumps(t.metadata.get_parameters_dict())}"
+        f"- {t.metadata.name}: {t.metadata.description} "
+        f"Arguments schema: {json.dumps(t.metadata.get_parameters_dict())}"
         for t in tools
     )
     return REACT_INSTRUCTIONS.format(tool_desc=desc, tool_names=", ".join(t.metadata.name for t in tools))

@@ -15,8 +15,8 @@ Errors go to stderr with a non-zero exit code, without a traceback unless ``--de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,10 +110,8 @@ def _answer(llm: Any, messages: list[Any], as_json: bool) -> str:
 def _interactive(llm: Any) -> int:
     from llmkit.types import ChatMessage, MessageRole
 
-    try:
+    with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
-    except ImportError:
-        pass
     history: list[ChatMessage] = []
     print("llmkit chat — Ctrl-D to exit, Ctrl-C to stop an answer.", file=sys.stderr)
     while True:

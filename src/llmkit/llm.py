@@ -129,9 +129,7 @@ class BaseLLM(BaseModel, ABC):
         """Async streaming chat endpoint for LLM."""
 
     @abstractmethod
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async streaming completion endpoint for LLM."""
 
     def close(self) -> None:
@@ -458,9 +456,7 @@ class LLM(BaseLLM):
             gen = self._astream_chat(messages, **kwargs)
         return self._aobserve(event, gen)
 
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async streaming completion endpoint for LLM."""
         event = self._start("complete", prompt, kwargs)
         gen: AsyncIterator[CompletionResponse]

@@ -52,19 +52,19 @@ class BasePromptTemplate(BaseModel):
     """A template that formats to a string (``format``) or to chat messages (``format_messages``)."""
 
     template_vars: list[str] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    partial_vars: dict[str, Any] = Field(default_factory=dict, description="Variables filled by partial_format.")
 
-    def format(self, **kwargs: Any) -> str:
+    def format(self, **variables: Any) -> str:
         """Fill the template and return the prompt text."""
         raise NotImplementedError
 
-    def format_messages(self, **kwargs: Any) -> list[ChatMessage]:
+    def format_messages(self, **variables: Any) -> list[ChatMessage]:
         """Fill the template and return chat messages."""
         raise NotImplementedError
 
-    def partial_format(self, **kwargs: Any) -> BasePromptTemplate:
+    def partial_format(self, **variables: Any) -> BasePromptTemplate:
         """Return a copy with some variables filled in."""
-        return self.model_copy(update={"kwargs": {**self.kwargs, **kwargs}})
+        return self.model_copy(update={"partial_vars": {**self.partial_vars, **variables}})
 
     def get_template(self) -> str:
         """The template text."""
@@ -75,8 +75,8 @@ class PromptTemplate(BasePromptTemplate):
     """A text template with ``{variables}``.
 
     Example:
-        >>> PromptTemplate("Q: {q}").format_messages(q="why")
-        [ChatMessage(role=<MessageRole.USER: 'user'>, blocks=[TextBlock(block_type='text', text='Q: why')], additional_kwargs={})]
+        >>> PromptTemplate("Q: {q}").format_messages(q="why")[0].content
+        'Q: why'
     """
 
     template: str
@@ -85,11 +85,11 @@ class PromptTemplate(BasePromptTemplate):
         data.setdefault("template_vars", _template_vars(template))
         super().__init__(template=template, **data)
 
-    def format(self, **kwargs: Any) -> str:
-        return _format(self.template, {**self.kwargs, **kwargs}, "PromptTemplate")
+    def format(self, **variables: Any) -> str:
+        return _format(self.template, {**self.partial_vars, **variables}, "PromptTemplate")
 
-    def format_messages(self, **kwargs: Any) -> list[ChatMessage]:
-        return [ChatMessage(role=MessageRole.USER, content=self.format(**kwargs))]
+    def format_messages(self, **variables: Any) -> list[ChatMessage]:
+        return [ChatMessage(role=MessageRole.USER, content=self.format(**variables))]
 
     def get_template(self) -> str:
         return self.template
@@ -119,8 +119,8 @@ class ChatPromptTemplate(BasePromptTemplate):
         built = [m if isinstance(m, ChatMessage) else ChatMessage(role=m[0], content=m[1]) for m in messages]
         return cls(built, **kwargs)
 
-    def format_messages(self, **kwargs: Any) -> list[ChatMessage]:
-        variables = {**self.kwargs, **kwargs}
+    def format_messages(self, **variables: Any) -> list[ChatMessage]:
+        variables = {**self.partial_vars, **variables}
         out = []
         for message in self.message_templates:
             filled = message.model_copy(deep=True)
@@ -129,8 +129,8 @@ class ChatPromptTemplate(BasePromptTemplate):
             out.append(filled)
         return out
 
-    def format(self, **kwargs: Any) -> str:
-        return messages_to_prompt(self.format_messages(**kwargs))
+    def format(self, **variables: Any) -> str:
+        return messages_to_prompt(self.format_messages(**variables))
 
     def get_template(self) -> str:
         return "\n".join(f"{m.role.value}: {m.content or ''}" for m in self.message_templates)

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from enum import Enum
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -45,7 +45,7 @@ Model = TypeVar("Model", bound=BaseModel)
 DEFAULT_MAX_REASKS = 2
 
 
-class PydanticProgramMode(str, Enum):
+class PydanticProgramMode(StrEnum):
     """How structured output is obtained from the model."""
 
     DEFAULT = "default"
@@ -83,7 +83,7 @@ def partial_model(output_cls: type[BaseModel]) -> type[BaseModel]:
     """A lenient twin of ``output_cls`` (every field optional and untyped) for partial streamed objects."""
     cached = _partial_models.get(output_cls)
     if cached is None:
-        fields: dict[str, Any] = {name: (Any, None) for name in output_cls.model_fields}
+        fields: dict[str, Any] = dict.fromkeys(output_cls.model_fields, (Any, None))
         cached = create_model(f"Partial{output_cls.__name__}", __base__=FlexibleModel, **fields)
         _partial_models[output_cls] = cached
     return cached
@@ -292,7 +292,7 @@ def iter_partials(
 
 async def aiter_partials(
     chunks: AsyncIterator[ChatResponse], output_cls: type[Model], mode: PydanticProgramMode
-) -> AsyncIterator[Model | FlexibleModel]:
+) -> AsyncGenerator[Model | FlexibleModel, None]:
     """Async :func:`iter_partials`."""
     raw = ""
     last_seen: Any = None

@@ -54,13 +54,17 @@ class StructuredLLM(LLM):
         return _reply(await arun_steps(self._steps(messages, kwargs), self.llm.achat))
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
-        mode, conversation, mode_kwargs = stream_request(self.llm, self.output_cls, messages, self.llm.pydantic_program_mode)
+        mode, conversation, mode_kwargs = stream_request(
+            self.llm, self.output_cls, messages, self.llm.pydantic_program_mode
+        )
         chunks = self.llm.stream_chat(conversation, **mode_kwargs, **kwargs)
         for partial in iter_partials(chunks, self.output_cls, mode):
             yield _reply(partial)
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
-        mode, conversation, mode_kwargs = stream_request(self.llm, self.output_cls, messages, self.llm.pydantic_program_mode)
+        mode, conversation, mode_kwargs = stream_request(
+            self.llm, self.output_cls, messages, self.llm.pydantic_program_mode
+        )
         chunks = await self.llm.astream_chat(conversation, **mode_kwargs, **kwargs)
         async for partial in aiter_partials(chunks, self.output_cls, mode):
             yield _reply(partial)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
@@ -125,7 +125,7 @@ class FunctionTool(BaseTool):
         self,
         fn: Callable[..., Any] | None = None,
         metadata: ToolMetadata | None = None,
-        async_fn: Callable[..., Awaitable[Any]] | None = None,
+        async_fn: Callable[..., Coroutine[Any, Any, Any]] | None = None,
     ) -> None:
         if fn is None and async_fn is None:
             raise ValueError("FunctionTool needs fn or async_fn")
@@ -142,7 +142,7 @@ class FunctionTool(BaseTool):
         name: str | None = None,
         description: str | None = None,
         fn_schema: type[BaseModel] | None = None,
-        async_fn: Callable[..., Awaitable[Any]] | None = None,
+        async_fn: Callable[..., Coroutine[Any, Any, Any]] | None = None,
     ) -> FunctionTool:
         """Build a tool from a function (an ``async def`` works as ``fn`` too)."""
         source = fn or async_fn
@@ -155,7 +155,9 @@ class FunctionTool(BaseTool):
             doc = inspect.getdoc(source) or ""
             description = doc.strip() or f"{name}{inspect.signature(source)}"
         schema = fn_schema or _schema_from_signature(source, name)
-        return cls(fn=fn, async_fn=async_fn, metadata=ToolMetadata(name=name, description=description, fn_schema=schema))
+        return cls(
+            fn=fn, async_fn=async_fn, metadata=ToolMetadata(name=name, description=description, fn_schema=schema)
+        )
 
     @property
     def metadata(self) -> ToolMetadata:
@@ -177,8 +179,12 @@ class FunctionTool(BaseTool):
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     def _output(self, kwargs: dict[str, Any], raw: Any) -> ToolOutput:
-        content = raw if isinstance(raw, str) else json.dumps(raw, default=str) if not isinstance(raw, BaseModel) else (
-            raw.model_dump_json()
+        content = (
+            raw
+            if isinstance(raw, str)
+            else json.dumps(raw, default=str)
+            if not isinstance(raw, BaseModel)
+            else (raw.model_dump_json())
         )
         return ToolOutput(content=content, tool_name=self._metadata.name, raw_input=kwargs, raw_output=raw)
 

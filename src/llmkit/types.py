@@ -16,14 +16,14 @@ from __future__ import annotations
 import base64
 import binascii
 import mimetypes
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class MessageRole(str, Enum):
+class MessageRole(StrEnum):
     """Message role."""
 
     SYSTEM = "system"
@@ -264,7 +264,7 @@ class ChatMessage(BaseModel):
 
     @content.setter
     def content(self, value: str | None) -> None:
-        others = [b for b in self.blocks if not isinstance(b, TextBlock)]
+        others: list[ContentBlock] = [b for b in self.blocks if not isinstance(b, TextBlock)]
         self.blocks = others if value is None else [TextBlock(text=value), *others]
 
     @classmethod

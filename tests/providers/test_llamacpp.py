@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -33,8 +33,11 @@ def test_chat_metadata_usage_logprobs(local_llm: LlamaCpp, model_path: Path) -> 
     with_logprobs = LlamaCpp(model_path=str(model_path), logprobs=True, max_tokens=8, temperature=0)
     response = with_logprobs.chat(Q)
     assert (response.content or "").strip()
-    assert response.usage and response.usage.prompt_tokens and response.usage.completion_tokens
-    assert response.logprobs and len(response.logprobs) == response.usage.completion_tokens
+    assert response.usage
+    assert response.usage.prompt_tokens
+    assert response.usage.completion_tokens
+    assert response.logprobs
+    assert len(response.logprobs) == response.usage.completion_tokens
     assert local_llm.metadata.context_window == 2048
     assert local_llm.metadata.model_name
 
@@ -42,7 +45,9 @@ def test_chat_metadata_usage_logprobs(local_llm: LlamaCpp, model_path: Path) -> 
 def test_completion_model_mode(model_path: Path) -> None:
     llm = LlamaCpp(model_path=str(model_path), is_chat_model=False, max_tokens=8, temperature=0)
     response = llm.complete("The capital of France is")
-    assert response.text and response.usage and response.usage.completion_tokens
+    assert response.text
+    assert response.usage
+    assert response.usage.completion_tokens
     assert llm.model is not None
 
 
@@ -55,7 +60,8 @@ def test_model_loaded_once_per_process(local_llm: LlamaCpp, model_path: Path) ->
 def test_stream_deltas_and_usage(local_llm: LlamaCpp) -> None:
     chunks = list(local_llm.stream_chat(Q))
     assert "".join(c.delta or "" for c in chunks) == chunks[-1].content
-    assert chunks[-1].usage and chunks[-1].usage.completion_tokens
+    assert chunks[-1].usage
+    assert chunks[-1].usage.completion_tokens
 
 
 def test_breaking_out_of_a_stream_releases_the_model(local_llm: LlamaCpp) -> None:
@@ -77,7 +83,8 @@ async def test_async_never_blocks_the_loop_and_cancels(local_llm: LlamaCpp) -> N
 
     task = asyncio.create_task(ticker())
     response = await local_llm.achat(Q)
-    assert response.content and ticks > 3
+    assert response.content
+    assert ticks > 3
     gen = await local_llm.astream_chat([ChatMessage(role="user", content="Write a long story.")], max_tokens=400)
     started = time.monotonic()
     count = 0
@@ -103,7 +110,8 @@ def test_concurrent_threads_and_tasks(local_llm: LlamaCpp) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(results) == 4 and all(results)
+    assert len(results) == 4
+    assert all(results)
 
     async def many() -> list[str]:
         answers = await asyncio.gather(*(local_llm.acomplete("Say hello", max_tokens=6) for _ in range(4)))
@@ -112,7 +120,7 @@ def test_concurrent_threads_and_tasks(local_llm: LlamaCpp) -> None:
     assert all(asyncio.run(many()))
 
 
-class Mood(str, Enum):
+class Mood(StrEnum):
     HAPPY = "happy"
     SAD = "sad"
 
@@ -149,9 +157,38 @@ def test_grammar_structured_output_validates(local_llm: LlamaCpp, output_cls: ty
         assert isinstance(result, output_cls)
 
 
-TOPICS = ["Paris", "Tokyo", "Lima", "Oslo", "Cairo", "Delhi", "Quito", "Rome", "Seoul", "Accra",
-          "Berlin", "Madrid", "Dublin", "Lagos", "Hanoi", "Nairobi", "Lisbon", "Prague", "Vienna", "Havana",
-          "Athens", "Bogota", "Manila", "Dakar", "Riga", "Sofia", "Kyiv", "Doha", "Amman", "Minsk"]
+TOPICS = [
+    "Paris",
+    "Tokyo",
+    "Lima",
+    "Oslo",
+    "Cairo",
+    "Delhi",
+    "Quito",
+    "Rome",
+    "Seoul",
+    "Accra",
+    "Berlin",
+    "Madrid",
+    "Dublin",
+    "Lagos",
+    "Hanoi",
+    "Nairobi",
+    "Lisbon",
+    "Prague",
+    "Vienna",
+    "Havana",
+    "Athens",
+    "Bogota",
+    "Manila",
+    "Dakar",
+    "Riga",
+    "Sofia",
+    "Kyiv",
+    "Doha",
+    "Amman",
+    "Minsk",
+]
 
 
 @pytest.mark.slow
@@ -164,7 +201,8 @@ def test_grammar_validity_30_prompts_each(local_llm: LlamaCpp, output_cls: type[
 
 def test_stream_structured_partials(local_llm: LlamaCpp) -> None:
     outputs = list(local_llm.stream_structured_predict(Person, PromptTemplate("Invent a person called {x}."), x="Ada"))
-    assert len(outputs) > 1 and isinstance(outputs[-1], Person)
+    assert len(outputs) > 1
+    assert isinstance(outputs[-1], Person)
 
 
 def add(a: int, b: int) -> int:
@@ -180,7 +218,8 @@ def multiply(a: int, b: int) -> int:
 async def test_predict_and_call_end_to_end(local_llm: LlamaCpp) -> None:
     tools = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
     result = local_llm.predict_and_call(tools, "What is 3 + 4? Use the add tool.")
-    assert result.sources and result.sources[0].tool_name in ("add", "multiply")
+    assert result.sources
+    assert result.sources[0].tool_name in ("add", "multiply")
     assert result.response == str(result.sources[0].raw_output)
     async_result = await local_llm.apredict_and_call(tools[:1], "Add 2 and 2.")
     assert async_result.sources[0].tool_name == "add"

@@ -17,7 +17,9 @@ from typing import Any
 
 def chat_body(text: str = "ok") -> dict[str, Any]:
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "model": "m",
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }
@@ -49,8 +51,9 @@ class FaultHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -116,8 +119,15 @@ class FaultHandler(BaseHTTPRequestHandler):
         self._json(401, {"error": {"message": "invalid key"}})
 
     def scenario_validation_500(self, attempt: int, body: dict[str, Any]) -> None:
-        self._json(500, {"error": {"message": "1 validation error for Request: Input should be 'text' or 'json_object'",
-                                   "type": "internal_server_error"}})
+        self._json(
+            500,
+            {
+                "error": {
+                    "message": "1 validation error for Request: Input should be 'text' or 'json_object'",
+                    "type": "internal_server_error",
+                }
+            },
+        )
 
     def scenario_html_502(self, attempt: int, body: dict[str, Any]) -> None:
         self._send(502, b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", "text/html")

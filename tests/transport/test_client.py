@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 import httpx
@@ -67,7 +68,7 @@ def test_5xx_retried_with_backoff_until_success(fault_server: FaultServer) -> No
     assert llm.chat(HI).content == "ok"
     times = attempts(fault_server, test_id)
     assert len(times) == 4
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # backoff: 0.5 * 2**(n-1), minus up to 25% jitter
     for n, gap in enumerate(gaps, start=1):
         assert 0.5 * 2 ** (n - 1) * 0.75 - 0.01 <= gap <= 0.5 * 2 ** (n - 1) + 0.3
@@ -116,8 +117,12 @@ def test_connection_refused_is_retried_then_typed() -> None:
     from tests.conftest import free_port
 
     retries = Retries()
-    llm = OpenAILike(model="m", api_base=f"http://127.0.0.1:{free_port()}/v1", max_retries=2,
-                     callback_manager=CallbackManager([retries]))
+    llm = OpenAILike(
+        model="m",
+        api_base=f"http://127.0.0.1:{free_port()}/v1",
+        max_retries=2,
+        callback_manager=CallbackManager([retries]),
+    )
     with pytest.raises(APIConnectionError):
         llm.chat(HI)
     assert [r[0] for r in retries.seen] == [1, 2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import itertools
 import time
 
 import pytest
@@ -23,8 +24,13 @@ def test_sse_blank_lines_alone_dispatch_nothing() -> None:
     assert list(iter_sse(["", "", ":x", ""])) == []
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=20),
-                min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=20),
+        min_size=1,
+        max_size=5,
+    )
+)
 def test_sse_data_round_trip(parts: list[str]) -> None:
     lines = [f"data: {p}" for p in parts] + [""]
     (event,) = list(iter_sse(lines))
@@ -57,7 +63,7 @@ def test_poll_until_done_with_growing_waits() -> None:
         return len(calls)
 
     assert poll(fetch, lambda n: n >= 4, timeout=5, schedule=PollSchedule(wait=0.05, min_wait=0.01, growth=2)) == 4
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[2] > gaps[0]
 
 

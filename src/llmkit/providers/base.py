@@ -112,12 +112,17 @@ class HTTPLLM(LLM):
             )
         return self._transport
 
-    def with_http_clients(self, client: httpx.Client | None = None,
-                          async_client: httpx.AsyncClient | None = None) -> HTTPLLM:
+    def with_http_clients(
+        self, client: httpx.Client | None = None, async_client: httpx.AsyncClient | None = None
+    ) -> HTTPLLM:
         """Use your own httpx clients (proxies, custom TLS); you close them."""
         self._transport = HTTPTransport(
-            timeout=self.timeout, max_retries=self.max_retries, callback_manager=self.callback_manager,
-            error_hook=self._error_hook(), http_client=client, async_http_client=async_client,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            callback_manager=self.callback_manager,
+            error_hook=self._error_hook(),
+            http_client=client,
+            async_http_client=async_client,
             **self._transport_settings(),
         )
         return self

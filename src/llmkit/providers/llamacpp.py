@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import json
 import os
@@ -31,7 +32,16 @@ from llmkit.errors import ConfigurationError, missing_extra
 from llmkit.llm import LLM
 from llmkit.providers.openai import to_openai_message
 from llmkit.structured import PydanticProgramMode
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, LogProb, MessageRole, TextBlock, Usage
+from llmkit.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LLMMetadata,
+    LogProb,
+    MessageRole,
+    TextBlock,
+    Usage,
+)
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -100,6 +110,15 @@ _MODELS: dict[tuple[Any, ...], _LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
+def close_models() -> None:
+    """Free every loaded model (registered at exit: llama.cpp's own finalizers fail during interpreter shutdown)."""
+    with _MODELS_LOCK:
+        for loaded in _MODELS.values():
+            with loaded.lock:
+                loaded.llama.close()
+        _MODELS.clear()
+
+
 def _load(path: Path, n_ctx: int, n_threads: int | None, seed: int | None, extra: dict[str, Any]) -> _LoadedModel:
     key = (str(path.resolve()), n_ctx, n_threads, json.dumps(extra, sort_keys=True, default=str))
     with _MODELS_LOCK:
@@ -115,6 +134,8 @@ def _load(path: Path, n_ctx: int, n_threads: int | None, seed: int | None, extra
             if seed is not None:
                 kwargs["seed"] = seed
             loaded = _LoadedModel(Llama(model_path=str(path), **kwargs))
+            if not _MODELS:
+                atexit.register(close_models)
             _MODELS[key] = loaded
     return loaded
 
@@ -157,14 +178,16 @@ def _tool_schema(tools: Sequence[Any], choice: Any) -> dict[str, Any]:
     allowed = [getattr(t, "metadata", t) for t in tools]
     if isinstance(choice, str) and choice not in ("auto", "required"):
         allowed = [m for m in allowed if m.name == choice] or allowed
-    options = []
+    options: list[dict[str, Any]] = []
     for meta in allowed:
         params = meta.get_parameters_dict()
-        options.append({
-            "type": "object",
-            "properties": {"name": {"const": meta.name}, "arguments": params},
-            "required": ["name", "arguments"],
-        })
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": meta.name}, "arguments": params},
+                "required": ["name", "arguments"],
+            }
+        )
     schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
     defs: dict[str, Any] = {}
     for option in options:
@@ -175,7 +198,7 @@ def _tool_schema(tools: Sequence[Any], choice: Any) -> dict[str, Any]:
 
 
 def _tool_instruction(tools: Sequence[Any]) -> str:
-    lines = ["Call one of these tools by answering with JSON {\"name\": ..., \"arguments\": {...}}:"]
+    lines = ['Call one of these tools by answering with JSON {"name": ..., "arguments": {...}}:']
     for tool in tools:
         meta = getattr(tool, "metadata", tool)
         lines.append(f"- {meta.name}: {meta.description} Arguments: {json.dumps(meta.get_parameters_dict())}")
@@ -187,8 +210,9 @@ def _logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
     if not data:
         return None
     if "content" in data:
-        return [[LogProb(token=t["token"], logprob=t["logprob"], bytes=t.get("bytes") or [])]
-                for t in data["content"] or []]
+        return [
+            [LogProb(token=t["token"], logprob=t["logprob"], bytes=t.get("bytes") or [])] for t in data["content"] or []
+        ]
     tokens, values = data.get("tokens") or [], data.get("token_logprobs") or []
     return [[LogProb(token=t, logprob=v or 0.0)] for t, v in zip(tokens, values, strict=False)]
 
@@ -255,8 +279,13 @@ class LlamaCpp(LLM):
         if self._loaded is not None:
             context = self._loaded.llama.n_ctx()
             name = self._loaded.llama.metadata.get("general.name", name)
-        return LLMMetadata(context_window=context, num_output=self.max_tokens, is_chat_model=self.is_chat_model,
-                           is_function_calling_model=True, model_name=name)
+        return LLMMetadata(
+            context_window=context,
+            num_output=self.max_tokens,
+            is_chat_model=self.is_chat_model,
+            is_function_calling_model=True,
+            model_name=name,
+        )
 
     def _native_structured_modes(self) -> set[PydanticProgramMode]:
         return {PydanticProgramMode.GRAMMAR, PydanticProgramMode.FUNCTION}
@@ -265,8 +294,11 @@ class LlamaCpp(LLM):
 
     def _sampling(self, kwargs: dict[str, Any], stop_event: threading.Event | None) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
-            "max_tokens": self.max_tokens, "repeat_penalty": self.repeat_penalty,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "max_tokens": self.max_tokens,
+            "repeat_penalty": self.repeat_penalty,
         }
         if self.stop:
             params["stop"] = self.stop
@@ -285,12 +317,15 @@ class LlamaCpp(LLM):
         if stop_event is not None:
             from llama_cpp import LogitsProcessorList
 
-            params["logits_processor"] = LogitsProcessorList([_stop_processor(stop_event, self.model.llama.token_eos())])
+            params["logits_processor"] = LogitsProcessorList(
+                [_stop_processor(stop_event, self.model.llama.token_eos())]
+            )
         params.update(kwargs)
         return params
 
-    def _chat_params(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any],
-                     stop_event: threading.Event | None) -> tuple[dict[str, Any], bool]:
+    def _chat_params(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stop_event: threading.Event | None
+    ) -> tuple[dict[str, Any], bool]:
         """llama.cpp arguments for a chat call, and whether it is a (grammar-forced) tool call."""
         tools = kwargs.pop("tools", None)
         choice = kwargs.pop("tool_choice", None)
@@ -310,8 +345,11 @@ class LlamaCpp(LLM):
     @staticmethod
     def _as_tool_call(text: str) -> dict[str, Any]:
         call = json.loads(text)
-        return {"id": "call_0", "type": "function",
-                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}
+        return {
+            "id": "call_0",
+            "type": "function",
+            "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+        }
 
     # -- chat ---------------------------------------------------------------------------------------------------------
 
@@ -327,14 +365,20 @@ class LlamaCpp(LLM):
             extra["tool_calls"] = [self._as_tool_call(text)]
             text = ""
         message = ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text=text)], additional_kwargs=extra)
-        return ChatResponse(message=message, raw=body, logprobs=_logprobs(choice), usage=_usage(body),
-                            additional_kwargs={"finish_reason": choice.get("finish_reason")})
+        return ChatResponse(
+            message=message,
+            raw=body,
+            logprobs=_logprobs(choice),
+            usage=_usage(body),
+            additional_kwargs={"finish_reason": choice.get("finish_reason")},
+        )
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
         return self._stream_chat_until(messages, kwargs, None)
 
-    def _stream_chat_until(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any],
-                           stop_event: threading.Event | None) -> Iterator[ChatResponse]:
+    def _stream_chat_until(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stop_event: threading.Event | None
+    ) -> Iterator[ChatResponse]:
         params, tool_call = self._chat_params(messages, kwargs, stop_event)
         model = self.model
         with model.lock:
@@ -358,13 +402,22 @@ class LlamaCpp(LLM):
                         if tool_call:
                             extra["tool_calls"] = [self._as_tool_call(text)]
                     elif tool_call:
-                        extra["tool_calls"] = [{"id": "call_0", "type": "function",
-                                                "function": {"name": "", "arguments": text}}]
+                        extra["tool_calls"] = [
+                            {"id": "call_0", "type": "function", "function": {"name": "", "arguments": text}}
+                        ]
                     message = ChatMessage.model_construct(
-                        role=MessageRole.ASSISTANT, blocks=[TextBlock.model_construct(text=text)],
-                        additional_kwargs=extra)
-                    yield ChatResponse.model_construct(message=message, delta=delta, raw=chunk,
-                                                       logprobs=_logprobs(choice), usage=usage, additional_kwargs={})
+                        role=MessageRole.ASSISTANT,
+                        blocks=[TextBlock.model_construct(text=text)],
+                        additional_kwargs=extra,
+                    )
+                    yield ChatResponse.model_construct(
+                        message=message,
+                        delta=delta,
+                        raw=chunk,
+                        logprobs=_logprobs(choice),
+                        usage=usage,
+                        additional_kwargs={},
+                    )
             finally:
                 chunks.close()
 
@@ -380,14 +433,20 @@ class LlamaCpp(LLM):
         with model.lock:
             body = model.llama.create_completion(prompt, **params)
         choice = body["choices"][0]
-        return CompletionResponse(text=choice["text"], raw=body, logprobs=_logprobs(choice), usage=_usage(body),
-                                  additional_kwargs={"finish_reason": choice.get("finish_reason")})
+        return CompletionResponse(
+            text=choice["text"],
+            raw=body,
+            logprobs=_logprobs(choice),
+            usage=_usage(body),
+            additional_kwargs={"finish_reason": choice.get("finish_reason")},
+        )
 
     def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[CompletionResponse]:
         return self._stream_complete_until(prompt, kwargs, None)
 
-    def _stream_complete_until(self, prompt: str, kwargs: dict[str, Any],
-                               stop_event: threading.Event | None) -> Iterator[CompletionResponse]:
+    def _stream_complete_until(
+        self, prompt: str, kwargs: dict[str, Any], stop_event: threading.Event | None
+    ) -> Iterator[CompletionResponse]:
         params = self._sampling(kwargs, stop_event)
         model = self.model
         with model.lock:
@@ -404,8 +463,9 @@ class LlamaCpp(LLM):
                     usage = None
                     if choice.get("finish_reason") is not None:
                         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=count)
-                    yield CompletionResponse.model_construct(text=text, delta=delta, raw=chunk, usage=usage,
-                                                             logprobs=_logprobs(choice), additional_kwargs={})
+                    yield CompletionResponse.model_construct(
+                        text=text, delta=delta, raw=chunk, usage=usage, logprobs=_logprobs(choice), additional_kwargs={}
+                    )
             finally:
                 chunks.close()
 

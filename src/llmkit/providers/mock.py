@@ -66,8 +66,13 @@ def example_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = No
 
 
 def _example_string(schema: dict[str, Any]) -> str:
-    formats = {"date": "2024-01-01", "date-time": "2024-01-01T00:00:00Z", "email": "user@example.com",
-               "uri": "https://example.com", "uuid": "00000000-0000-0000-0000-000000000000"}
+    formats = {
+        "date": "2024-01-01",
+        "date-time": "2024-01-01T00:00:00Z",
+        "email": "user@example.com",
+        "uri": "https://example.com",
+        "uuid": "00000000-0000-0000-0000-000000000000",
+    }
     text = formats.get(schema.get("format", ""), "string")
     minimum = int(schema.get("minLength", 0))
     if len(text) < minimum:
@@ -134,7 +139,11 @@ class MockLLM(LLM):
         if tools and choice != "none":
             tool = next((t for t in tools if t.name == choice), tools[0])
             arguments = example_from_schema(tool.get_parameters_dict())
-            call = {"id": "call_0", "type": "function", "function": {"name": tool.name, "arguments": json.dumps(arguments)}}
+            call = {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": tool.name, "arguments": json.dumps(arguments)},
+            }
             return "", {"tool_calls": [call]}
         if kwargs.get("json_schema"):
             return json.dumps(example_from_schema(kwargs["json_schema"]["schema"])), {}
@@ -146,8 +155,9 @@ class MockLLM(LLM):
         text, extra = self._answer(last, kwargs)
         return ChatResponse(
             message=ChatMessage(role=MessageRole.ASSISTANT, content=text, additional_kwargs=extra),
-            usage=Usage(prompt_tokens=sum(len((m.content or "").split()) for m in messages),
-                        completion_tokens=len(text.split())),
+            usage=Usage(
+                prompt_tokens=sum(len((m.content or "").split()) for m in messages), completion_tokens=len(text.split())
+            ),
         )
 
     def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:

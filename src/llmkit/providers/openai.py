@@ -124,8 +124,11 @@ def _logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
     if "content" in data:  # chat format
         return [
             [LogProb(token=t["token"], logprob=t["logprob"], bytes=t.get("bytes") or [])]
-            + [LogProb(token=a["token"], logprob=a["logprob"], bytes=a.get("bytes") or [])
-               for a in t.get("top_logprobs") or [] if a["token"] != t["token"]]
+            + [
+                LogProb(token=a["token"], logprob=a["logprob"], bytes=a.get("bytes") or [])
+                for a in t.get("top_logprobs") or []
+                if a["token"] != t["token"]
+            ]
             for t in data["content"] or []
         ]
     tokens, values = data.get("tokens") or [], data.get("token_logprobs") or []  # legacy completions format
@@ -141,22 +144,27 @@ def _usage(body: dict[str, Any]) -> Usage | None:
     usage = body.get("usage")
     if not usage:
         return None
-    return Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
-                 total_tokens=usage.get("total_tokens"))
+    return Usage(
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+    )
 
 
 def _assistant(text: str, extra: dict[str, Any]) -> ChatMessage:
     # model_construct: the parsed reply is already well-typed, and this is the hot path.
-    return ChatMessage.model_construct(role=MessageRole.ASSISTANT, blocks=[TextBlock.model_construct(text=text)],
-                                       additional_kwargs=extra)
+    return ChatMessage.model_construct(
+        role=MessageRole.ASSISTANT, blocks=[TextBlock.model_construct(text=text)], additional_kwargs=extra
+    )
 
 
 def _choice(body: Any, provider: str) -> dict[str, Any]:
     try:
         choice: dict[str, Any] = body["choices"][0]
     except (KeyError, IndexError, TypeError) as exc:
-        raise ResponseParseError(f"{provider}: the reply has no choices: {str(body)[:200]}", body=body,
-                                 provider=provider) from exc
+        raise ResponseParseError(
+            f"{provider}: the reply has no choices: {str(body)[:200]}", body=body, provider=provider
+        ) from exc
     return choice
 
 
@@ -225,8 +233,14 @@ class _ChatStream(StreamParser[ChatResponse]):
             extra["tool_calls"] = [{**c, "function": dict(c["function"])} for c in self.tool_calls]
         if self.reasoning:
             extra["reasoning"] = self.reasoning
-        return ChatResponse.model_construct(message=_assistant(self.text, extra), delta=delta_text, raw=chunk,
-                                            logprobs=logprobs, usage=usage, additional_kwargs={})
+        return ChatResponse.model_construct(
+            message=_assistant(self.text, extra),
+            delta=delta_text,
+            raw=chunk,
+            logprobs=logprobs,
+            usage=usage,
+            additional_kwargs={},
+        )
 
 
 class _CompletionStream(StreamParser[CompletionResponse]):
@@ -241,8 +255,9 @@ class _CompletionStream(StreamParser[CompletionResponse]):
         delta = (choices[0].get("text") or "") if choices else ""
         self.text += delta
         logprobs = _logprobs(choices[0]) if choices else None
-        return CompletionResponse.model_construct(text=self.text, delta=delta, raw=chunk, logprobs=logprobs,
-                                                  usage=usage, additional_kwargs={})
+        return CompletionResponse.model_construct(
+            text=self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage, additional_kwargs={}
+        )
 
 
 class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
@@ -342,8 +357,11 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
         if tools:
             body["tools"] = [_tool_spec(t) for t in tools]
             if tool_choice is not None:
-                body["tool_choice"] = tool_choice if tool_choice in ("auto", "none", "required") else {
-                    "type": "function", "function": {"name": tool_choice}}
+                body["tool_choice"] = (
+                    tool_choice
+                    if tool_choice in ("auto", "none", "required")
+                    else {"type": "function", "function": {"name": tool_choice}}
+                )
         spec = kwargs.pop("json_schema", None)
         if spec is not None:
             body["response_format"] = self._response_format(spec)
@@ -371,15 +389,22 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
         if reasoning:
             extra["reasoning"] = reasoning
         return ChatResponse.model_construct(
-            message=_assistant(message.get("content") or "", extra), raw=body, delta=None,
-            logprobs=_logprobs(choice), usage=_usage(body),
+            message=_assistant(message.get("content") or "", extra),
+            raw=body,
+            delta=None,
+            logprobs=_logprobs(choice),
+            usage=_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},
         )
 
     def _parse_completion(self, body: Any) -> CompletionResponse:
         choice = _choice(body, self.class_name())
         return CompletionResponse.model_construct(
-            text=choice.get("text") or "", raw=body, delta=None, logprobs=_logprobs(choice), usage=_usage(body),
+            text=choice.get("text") or "",
+            raw=body,
+            delta=None,
+            logprobs=_logprobs(choice),
+            usage=_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},
         )
 

@@ -156,8 +156,9 @@ class HTTPTransport:
 
     # -- requests -----------------------------------------------------------------------------------------------------
 
-    def _build(self, client: httpx.Client | httpx.AsyncClient, request: Request, timeout: TimeoutTypes,
-               deadline: float | None) -> httpx.Request:
+    def _build(
+        self, client: httpx.Client | httpx.AsyncClient, request: Request, timeout: TimeoutTypes, deadline: float | None
+    ) -> httpx.Request:
         effective = self.timeout if timeout is None else as_timeout(timeout)
         if deadline is not None:
             remaining = max(deadline - time.monotonic(), 0.001)
@@ -168,16 +169,23 @@ class HTTPTransport:
                 pool=min(effective.pool or remaining, remaining),
             )
         return client.build_request(
-            request.method, request.url, json=request.json, headers=request.headers, params=request.params,
-            timeout=effective, extensions=request.extensions or None,
+            request.method,
+            request.url,
+            json=request.json,
+            headers=request.headers,
+            params=request.params,
+            timeout=effective,
+            extensions=request.extensions or None,
         )
 
     def _transport_error(self, exc: httpx.HTTPError, url: str) -> LLMError:
         if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(f"{self.provider}: request to {url} timed out ({type(exc).__name__})",
-                                   provider=self.provider)
-        return APIConnectionError(f"{self.provider}: could not reach {url}: {type(exc).__name__}: {exc}",
-                                  provider=self.provider)
+            return APITimeoutError(
+                f"{self.provider}: request to {url} timed out ({type(exc).__name__})", provider=self.provider
+            )
+        return APIConnectionError(
+            f"{self.provider}: could not reach {url}: {type(exc).__name__}: {exc}", provider=self.provider
+        )
 
     def _deadline(self) -> float | None:
         return None if self.total_timeout is None else time.monotonic() + self.total_timeout
@@ -193,8 +201,9 @@ class HTTPTransport:
             self.callback_manager.retry(attempt, delay, error)
         return delay
 
-    def send(self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None,
-             max_retries: int | None = None) -> httpx.Response:
+    def send(
+        self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> httpx.Response:
         """Send with retries; a 2xx response comes back (open, when ``stream``), anything else raises."""
         client = self.client
         retries = self.max_retries if max_retries is None else max_retries
@@ -219,8 +228,9 @@ class HTTPTransport:
                 raise error from (cause if cause is not error else None)
             time.sleep(delay)
 
-    async def asend(self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None,
-                    max_retries: int | None = None) -> httpx.Response:
+    async def asend(
+        self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> httpx.Response:
         """Async :meth:`send`."""
         client = self.aclient
         retries = self.max_retries if max_retries is None else max_retries
@@ -252,7 +262,8 @@ class HTTPTransport:
             excerpt = response.content[:200].decode("utf-8", errors="replace")
             raise ResponseParseError(
                 f"{self.provider} answered HTTP {response.status_code} with a body that is not JSON: {excerpt!r}",
-                body=excerpt, provider=self.provider,
+                body=excerpt,
+                provider=self.provider,
             ) from exc
 
     def request_json(self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None) -> Any:
@@ -260,8 +271,9 @@ class HTTPTransport:
         response = self.send(request, timeout=timeout, max_retries=max_retries)
         return self._json(response)
 
-    async def arequest_json(self, request: Request, *, timeout: TimeoutTypes = None,
-                            max_retries: int | None = None) -> Any:
+    async def arequest_json(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> Any:
         """Async :meth:`request_json`."""
         response = await self.asend(request, timeout=timeout, max_retries=max_retries)
         return self._json(response)
@@ -271,8 +283,9 @@ class HTTPTransport:
     def _broken(self, exc: httpx.HTTPError) -> StreamError:
         return StreamError(f"{self.provider}: the stream broke: {type(exc).__name__}: {exc}", provider=self.provider)
 
-    def stream_events(self, request: Request, *, timeout: TimeoutTypes = None,
-                      max_retries: int | None = None) -> Iterator[ServerSentEvent]:
+    def stream_events(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> Iterator[ServerSentEvent]:
         """Server-sent events of a streamed answer. Retries happen only before the first byte is yielded; closing
         the generator closes the connection."""
         response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
@@ -283,8 +296,9 @@ class HTTPTransport:
         finally:
             response.close()
 
-    async def astream_events(self, request: Request, *, timeout: TimeoutTypes = None,
-                             max_retries: int | None = None) -> AsyncIterator[ServerSentEvent]:
+    async def astream_events(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> AsyncIterator[ServerSentEvent]:
         """Async :meth:`stream_events`; cancelling or closing it closes the connection."""
         response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
         try:

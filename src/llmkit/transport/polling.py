@@ -49,8 +49,9 @@ class PollTimeout(Exception):
         self.last = last
 
 
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float,
-         schedule: PollSchedule = PollSchedule()) -> T:
+def poll(
+    fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float, schedule: PollSchedule = PollSchedule()
+) -> T:
     """Call ``fetch`` until ``done(result)``; the first poll is immediate. Raises :class:`PollTimeout`."""
     start = time.monotonic()
     next_wait = schedule.waits()
@@ -63,8 +64,13 @@ def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float,
         time.sleep(next_wait())
 
 
-async def apoll(fetch: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, timeout: float,
-                schedule: PollSchedule = PollSchedule()) -> T:
+async def apoll(
+    fetch: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    timeout: float,
+    schedule: PollSchedule = PollSchedule(),
+) -> T:
     """Async :func:`poll`: sleeps with ``asyncio.sleep``, never blocking the loop."""
     start = time.monotonic()
     next_wait = schedule.waits()

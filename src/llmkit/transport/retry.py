@@ -37,7 +37,7 @@ def parse_retry_after(headers: Mapping[str, str] | httpx.Headers) -> float | Non
     parsed = email.utils.parsedate_tz(value)
     if parsed is None:
         return None
-    return max(email.utils.mktime_tz(parsed) - time.time(), 0.0)
+    return max(float(email.utils.mktime_tz(parsed)) - time.time(), 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,5 +57,5 @@ class RetryPolicy:
         """Seconds to sleep before retry ``retry_number`` (1-based)."""
         if retry_after is not None and retry_after <= self.max_retry_after:
             return retry_after
-        backoff = min(self.initial_delay * 2 ** (retry_number - 1), self.max_delay)
+        backoff = min(self.initial_delay * 2.0 ** (retry_number - 1), self.max_delay)
         return backoff * (1 - 0.25 * random.random())

@@ -55,8 +55,9 @@ class SSEDecoder:
         """Dispatch the pending event (a blank line, or the end of the stream)."""
         if not self._data and not self._event:
             return None
-        event = ServerSentEvent(data="\n".join(self._data), event=self._event or "message", id=self._id,
-                                retry=self._retry)
+        event = ServerSentEvent(
+            data="\n".join(self._data), event=self._event or "message", id=self._id, retry=self._retry
+        )
         self._data = []
         self._event = ""
         self._retry = None
