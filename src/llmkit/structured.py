@@ -258,10 +258,6 @@ def _partial_object(output_cls: type[Model], value: Any) -> BaseModel | None:
         return partial_model(output_cls).model_validate(value)
 
 
-def _streamed_raw(chunk: ChatResponse, mode: PydanticProgramMode) -> str:
-    return raw_output(chunk, mode)
-
-
 def stream_request(
     llm: LLM, output_cls: type[BaseModel], messages: Sequence[ChatMessage], mode: PydanticProgramMode
 ) -> tuple[PydanticProgramMode, list[ChatMessage], dict[str, Any]]:
@@ -280,7 +276,7 @@ def iter_partials(
     raw = ""
     last_seen: Any = None
     for chunk in chunks:
-        raw = _streamed_raw(chunk, mode)
+        raw = raw_output(chunk, mode)
         value = parse_partial(raw)
         if value is not None and value != last_seen:
             last_seen = value
@@ -297,7 +293,7 @@ async def aiter_partials(
     raw = ""
     last_seen: Any = None
     async for chunk in chunks:
-        raw = _streamed_raw(chunk, mode)
+        raw = raw_output(chunk, mode)
         value = parse_partial(raw)
         if value is not None and value != last_seen:
             last_seen = value

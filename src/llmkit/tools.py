@@ -179,13 +179,12 @@ class FunctionTool(BaseTool):
         return {name: getattr(model, name) for name in type(model).model_fields}
 
     def _output(self, kwargs: dict[str, Any], raw: Any) -> ToolOutput:
-        content = (
-            raw
-            if isinstance(raw, str)
-            else json.dumps(raw, default=str)
-            if not isinstance(raw, BaseModel)
-            else (raw.model_dump_json())
-        )
+        if isinstance(raw, str):
+            content = raw
+        elif isinstance(raw, BaseModel):
+            content = raw.model_dump_json()
+        else:
+            content = json.dumps(raw, default=str)
         return ToolOutput(content=content, tool_name=self._metadata.name, raw_input=kwargs, raw_output=raw)
 
     def call(self, **kwargs: Any) -> ToolOutput:
@@ -232,8 +231,6 @@ def error_output(selection: ToolSelection, error: Exception) -> ToolOutput:
 def call_tool(tools: list[BaseTool], selection: ToolSelection) -> ToolOutput:
     """Run one selected tool. Unknown tools and invalid arguments raise; an exception inside the tool is an output."""
     tool = find_tool(tools, selection)
-    if isinstance(tool, FunctionTool):
-        tool._validated(selection.tool_kwargs)  # raises ToolCallError before anything runs
     try:
         return tool.call(**selection.tool_kwargs)
     except ToolCallError:
@@ -245,8 +242,6 @@ def call_tool(tools: list[BaseTool], selection: ToolSelection) -> ToolOutput:
 async def acall_tool(tools: list[BaseTool], selection: ToolSelection) -> ToolOutput:
     """Async :func:`call_tool`."""
     tool = find_tool(tools, selection)
-    if isinstance(tool, FunctionTool):
-        tool._validated(selection.tool_kwargs)
     try:
         return await tool.acall(**selection.tool_kwargs)
     except ToolCallError:

@@ -30,14 +30,15 @@ from pydantic import Field, PrivateAttr
 
 from llmkit.errors import ConfigurationError, missing_extra
 from llmkit.llm import LLM
-from llmkit.providers.openai import to_openai_message
+
+# llama-cpp-python answers in OpenAI's shapes, so the OpenAI translator's parsers read them.
+from llmkit.providers.openai import parse_logprobs, parse_usage, to_openai_message
 from llmkit.structured import PydanticProgramMode
 from llmkit.types import (
     ChatMessage,
     ChatResponse,
     CompletionResponse,
     LLMMetadata,
-    LogProb,
     MessageRole,
     TextBlock,
     Usage,
@@ -205,25 +206,6 @@ def _tool_instruction(tools: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def _logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
-    data = choice.get("logprobs")
-    if not data:
-        return None
-    if "content" in data:
-        return [
-            [LogProb(token=t["token"], logprob=t["logprob"], bytes=t.get("bytes") or [])] for t in data["content"] or []
-        ]
-    tokens, values = data.get("tokens") or [], data.get("token_logprobs") or []
-    return [[LogProb(token=t, logprob=v or 0.0)] for t, v in zip(tokens, values, strict=False)]
-
-
-def _usage(body: dict[str, Any]) -> Usage | None:
-    usage = body.get("usage")
-    if not usage:
-        return None
-    return Usage(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
-
-
 class LlamaCpp(LLM):
     """A GGUF model run in-process by llama.cpp.
 
@@ -368,8 +350,8 @@ class LlamaCpp(LLM):
         return ChatResponse(
             message=message,
             raw=body,
-            logprobs=_logprobs(choice),
-            usage=_usage(body),
+            logprobs=parse_logprobs(choice),
+            usage=parse_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},
         )
 
@@ -414,7 +396,7 @@ class LlamaCpp(LLM):
                         message=message,
                         delta=delta,
                         raw=chunk,
-                        logprobs=_logprobs(choice),
+                        logprobs=parse_logprobs(choice),
                         usage=usage,
                         additional_kwargs={},
                     )
@@ -436,8 +418,8 @@ class LlamaCpp(LLM):
         return CompletionResponse(
             text=choice["text"],
             raw=body,
-            logprobs=_logprobs(choice),
-            usage=_usage(body),
+            logprobs=parse_logprobs(choice),
+            usage=parse_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},
         )
 
@@ -464,7 +446,12 @@ class LlamaCpp(LLM):
                     if choice.get("finish_reason") is not None:
                         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=count)
                     yield CompletionResponse.model_construct(
-                        text=text, delta=delta, raw=chunk, usage=usage, logprobs=_logprobs(choice), additional_kwargs={}
+                        text=text,
+                        delta=delta,
+                        raw=chunk,
+                        usage=usage,
+                        logprobs=parse_logprobs(choice),
+                        additional_kwargs={},
                     )
             finally:
                 chunks.close()

@@ -117,7 +117,7 @@ def _tool_spec(tool: Any) -> dict[str, Any]:
     return spec
 
 
-def _logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
+def parse_logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
     data = choice.get("logprobs")
     if not data:
         return None
@@ -140,7 +140,7 @@ def _logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
     ]
 
 
-def _usage(body: dict[str, Any]) -> Usage | None:
+def parse_usage(body: dict[str, Any]) -> Usage | None:
     usage = body.get("usage")
     if not usage:
         return None
@@ -211,7 +211,7 @@ class _ChatStream(StreamParser[ChatResponse]):
         chunk = _stream_json(event, self)
         if chunk is None:
             return None
-        usage = _usage(chunk)
+        usage = parse_usage(chunk)
         choices = chunk.get("choices") or []
         delta_text = ""
         logprobs = None
@@ -224,7 +224,7 @@ class _ChatStream(StreamParser[ChatResponse]):
                 self.reasoning += reasoning
             if delta.get("tool_calls"):
                 self._merge_tool_calls(delta["tool_calls"])
-            logprobs = _logprobs(choice)
+            logprobs = parse_logprobs(choice)
         elif usage is None:
             return None
         self.text += delta_text
@@ -249,12 +249,12 @@ class _CompletionStream(StreamParser[CompletionResponse]):
         if chunk is None:
             return None
         choices = chunk.get("choices") or []
-        usage = _usage(chunk)
+        usage = parse_usage(chunk)
         if not choices and usage is None:
             return None
         delta = (choices[0].get("text") or "") if choices else ""
         self.text += delta
-        logprobs = _logprobs(choices[0]) if choices else None
+        logprobs = parse_logprobs(choices[0]) if choices else None
         return CompletionResponse.model_construct(
             text=self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage, additional_kwargs={}
         )
@@ -392,8 +392,8 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
             message=_assistant(message.get("content") or "", extra),
             raw=body,
             delta=None,
-            logprobs=_logprobs(choice),
-            usage=_usage(body),
+            logprobs=parse_logprobs(choice),
+            usage=parse_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},
         )
 
@@ -403,8 +403,8 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
             text=choice.get("text") or "",
             raw=body,
             delta=None,
-            logprobs=_logprobs(choice),
-            usage=_usage(body),
+            logprobs=parse_logprobs(choice),
+            usage=parse_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},
         )
 
