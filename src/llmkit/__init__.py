@@ -79,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     "LlamaCpp": "llmkit.providers.llamacpp",
     "OpenAI": "llmkit.providers.openai",
     "OpenAILike": "llmkit.providers.openai",
+    "GradientBaseModelLLM": "llmkit.providers.gradient",
+    "GradientModelAdapterLLM": "llmkit.providers.gradient",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -120,6 +122,7 @@ if TYPE_CHECKING:
     )
     from llmkit.llm import LLM, BaseLLM
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
+    from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
     from llmkit.providers.llamacpp import LlamaCpp
     from llmkit.providers.mock import MockLLM
     from llmkit.providers.openai import OpenAI, OpenAILike

@@ -40,7 +40,7 @@ class StreamParser(Generic[R]):
         raise NotImplementedError
 
 
-def _call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+def call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Pop the transport's per-call options out of the model kwargs."""
     return {key: kwargs.pop(key) for key in ("timeout", "max_retries") if key in kwargs}
 
@@ -149,21 +149,21 @@ class ChatOverHTTP(HTTPLLM):
         raise NotImplementedError
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         return self._parse_chat(self.transport.request_json(self._chat_request(messages, kwargs, False), **options))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._chat_request(messages, kwargs, False)
         return self._parse_chat(await self.transport.arequest_json(request, **options))
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._chat_request(messages, kwargs, True)
         return _run_stream(self.transport.stream_events(request, **options), self._chat_stream_parser())
 
     def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._chat_request(messages, kwargs, True)
         return _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser())
 
@@ -181,21 +181,21 @@ class CompletionOverHTTP(HTTPLLM):
         raise NotImplementedError
 
     def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._completion_request(prompt, kwargs, False)
         return self._parse_completion(self.transport.request_json(request, **options))
 
     async def _acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._completion_request(prompt, kwargs, False)
         return self._parse_completion(await self.transport.arequest_json(request, **options))
 
     def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[CompletionResponse]:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._completion_request(prompt, kwargs, True)
         return _run_stream(self.transport.stream_events(request, **options), self._completion_stream_parser())
 
     def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
-        options = _call_options(kwargs)
+        options = call_options(kwargs)
         request = self._completion_request(prompt, kwargs, True)
         return _arun_stream(self.transport.astream_events(request, **options), self._completion_stream_parser())

@@ -63,7 +63,14 @@ def status_error(
         custom = hook(status, body, headers)
         if custom is not None:
             return custom
-    message = error_message(body) or httpx.codes.get_reason_phrase(status)
+    return error_for_status(status, body, headers, provider)
+
+
+def error_for_status(
+    status: int, body: Any, headers: httpx.Headers, provider: str, message: str | None = None
+) -> APIStatusError:
+    """The generic error for a status and a parsed body; ``message`` replaces the one read from the body."""
+    message = message or error_message(body) or httpx.codes.get_reason_phrase(status)
     request_id = next((headers[h] for h in _REQUEST_ID_HEADERS if h in headers), None)
     text = f"{provider} returned HTTP {status}: {message}"
     if request_id:
