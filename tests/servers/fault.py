@@ -140,8 +140,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b'{"choices": [')
         self.wfile.flush()
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        self.connection.close()
+        self._reset()
 
     def scenario_slow_headers(self, attempt: int, body: dict[str, Any]) -> None:
         time.sleep(1.5)
@@ -162,8 +161,7 @@ class FaultHandler(BaseHTTPRequestHandler):
             data = stream_chunk(word)
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        self.connection.close()
+        self._reset()
 
     def scenario_stream_malformed(self, attempt: int, body: dict[str, Any]) -> None:
         self._stream([stream_chunk("Hi"), b"data: {not json\n\n", b"data: [DONE]\n\n"])
@@ -178,6 +176,13 @@ class FaultHandler(BaseHTTPRequestHandler):
             self._json(503, {"error": {"message": "warming up"}})
         else:
             self.scenario_ok(attempt, body)
+
+    def _reset(self) -> None:
+        """Abort the connection (RST). shutdown() first: the handler's rfile/wfile keep the socket open otherwise."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.connection.close()
+        self.close_connection = True
 
     def _stream(self, pieces: list[bytes]) -> None:
         self.send_response(200)

@@ -15,7 +15,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +43,13 @@ TimeoutTypes = float | httpx.Timeout | None
 
 @dataclass(slots=True)
 class Request:
-    """What a provider asks the transport to send. ``url`` is absolute or relative to the transport's base URL."""
+    """What a provider asks the transport to send. ``url`` is absolute or relative to the transport's base URL;
+    ``content`` is a pre-serialised body, for services whose exact bytes matter (it wins over ``json``)."""
 
     method: str
     url: str
     json: Any = None
+    content: bytes | None = None
     headers: dict[str, str] | None = None
     params: dict[str, Any] | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
@@ -171,7 +173,8 @@ class HTTPTransport:
         return client.build_request(
             request.method,
             request.url,
-            json=request.json,
+            json=request.json if request.content is None else None,
+            content=request.content,
             headers=request.headers,
             params=request.params,
             timeout=effective,
@@ -283,28 +286,49 @@ class HTTPTransport:
     def _broken(self, exc: httpx.HTTPError) -> StreamError:
         return StreamError(f"{self.provider}: the stream broke: {type(exc).__name__}: {exc}", provider=self.provider)
 
-    def stream_events(
+    def stream_lines(
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> Iterator[ServerSentEvent]:
-        """Server-sent events of a streamed answer. Retries happen only before the first byte is yielded; closing
-        the generator closes the connection."""
+    ) -> Generator[str, None, None]:
+        """The lines of a streamed answer (``\\n`` or ``\\r\\n``). Retries happen only before the first byte is
+        yielded; a broken stream raises :class:`StreamError`; closing the generator closes the connection."""
         response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
         try:
-            yield from iter_sse(response.iter_lines())
+            yield from response.iter_lines()
         except httpx.HTTPError as exc:
             raise self._broken(exc) from exc
         finally:
             response.close()
 
-    async def astream_events(
+    async def astream_lines(
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> AsyncIterator[ServerSentEvent]:
-        """Async :meth:`stream_events`; cancelling or closing it closes the connection."""
+    ) -> AsyncGenerator[str, None]:
+        """Async :meth:`stream_lines`; cancelling or closing it closes the connection."""
         response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
         try:
-            async for event in aiter_sse(response.aiter_lines()):
-                yield event
+            async for line in response.aiter_lines():
+                yield line
         except httpx.HTTPError as exc:
             raise self._broken(exc) from exc
         finally:
             await response.aclose()
+
+    def stream_events(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> Iterator[ServerSentEvent]:
+        """Server-sent events of a streamed answer (see :meth:`stream_lines`)."""
+        lines = self.stream_lines(request, timeout=timeout, max_retries=max_retries)
+        try:
+            yield from iter_sse(lines)
+        finally:
+            lines.close()
+
+    async def astream_events(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Async :meth:`stream_events`."""
+        lines = self.astream_lines(request, timeout=timeout, max_retries=max_retries)
+        try:
+            async for event in aiter_sse(lines):
+                yield event
+        finally:
+            await lines.aclose()
