@@ -68,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "ServerError": "llmkit.errors",
     "ContentFilterError": "llmkit.errors",
     "StreamError": "llmkit.errors",
+    "JobFailedError": "llmkit.errors",
     "ResponseParseError": "llmkit.errors",
     "StructuredOutputError": "llmkit.errors",
     "ToolCallError": "llmkit.errors",
@@ -81,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "OpenAILike": "llmkit.providers.openai",
     "GradientBaseModelLLM": "llmkit.providers.gradient",
     "GradientModelAdapterLLM": "llmkit.providers.gradient",
+    "AiXplainLLM": "llmkit.providers.aixplain",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -110,6 +112,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         ConflictError,
         ContentFilterError,
+        JobFailedError,
         LLMError,
         NotFoundError,
         PermissionDeniedError,
@@ -122,6 +125,7 @@ if TYPE_CHECKING:
     )
     from llmkit.llm import LLM, BaseLLM
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
+    from llmkit.providers.aixplain import AiXplainLLM
     from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
     from llmkit.providers.llamacpp import LlamaCpp
     from llmkit.providers.mock import MockLLM

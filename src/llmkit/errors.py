@@ -100,6 +100,23 @@ class ContentFilterError(BadRequestError):
         self.flagged = flagged or []
 
 
+class JobFailedError(LLMError):
+    """The service ran the request and reported that it failed (a supplier error, a model error).
+
+    Attributes:
+        error_code: the service's code for the failure, when it gave one.
+        response: the service's answer, as a dict.
+    """
+
+    def __init__(
+        self, message: str, *, error_code: str | None = None, response: Any = None, provider: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.response = response
+        self.provider = provider
+
+
 class StreamError(LLMError):
     """A stream broke or carried a malformed event. ``received`` is the text that arrived before it broke."""
 

@@ -27,6 +27,7 @@ _REGISTRY: dict[str, str | Factory] = {
     "llamacpp": "llmkit.providers.llamacpp:from_spec",
     "openai": "llmkit.providers.openai:openai_from_spec",
     "openai-like": "llmkit.providers.openai:openai_like_from_spec",
+    "aixplain": "llmkit.providers.aixplain:from_spec",
     "gradient": "llmkit.providers.gradient:base_model_from_spec",
     "gradient-adapter": "llmkit.providers.gradient:adapter_from_spec",
     "mock": "llmkit.registry:_mock_from_spec",

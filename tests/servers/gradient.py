@@ -10,12 +10,13 @@ headers, raw body) so tests can assert the wire format. ``script`` queues canned
 
 from __future__ import annotations
 
-import json
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from tests.servers.recording import Canned, Recorded, RecordingHandler, RecordingServer
+from tests.servers.recording import start as start_server
+
+__all__ = ["Canned", "GradientServer", "Recorded", "start"]
 
 TOKEN = "tok123"
 WORKSPACE = "ws_abc"
@@ -27,50 +28,12 @@ BASE_SLUG = "llama2-7b-chat"
 _BODY_KEYS = {"query", "maxGeneratedTokenCount", "temperature", "topK", "topP", "autoTemplate", "guidance", "rag"}
 
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    raw_body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.raw_body)
-
-
-@dataclass
-class Canned:
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class GradientServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class GradientServer(RecordingServer):
+    prefix = "/api"
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), GradientHandler)
-        self.requests: list[Recorded] = []
-        self.script: list[Canned] = []
-        self.outputs: list[str] = []
+        super().__init__(GradientHandler)
         self.collections = {"col1"}
-        self.lock = threading.Lock()
-        self.connections = 0  # TCP connections accepted, to see pooling and close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/api"
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.lock:
-            self.connections += 1
-        super().process_request(request, client_address)
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 def _validation_error(message: str) -> tuple[int, dict[str, Any]]:
@@ -122,68 +85,31 @@ def check_completion_body(body: Any) -> str | None:
     return None
 
 
-class GradientHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class GradientHandler(RecordingHandler):
     server: GradientServer
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _record(self) -> Recorded:
-        length = int(self.headers.get("Content-Length") or 0)
-        parts = urlsplit(self.path)
-        recorded = Recorded(
-            method=self.command,
-            path=parts.path,
-            query=parse_qs(parts.query),
-            headers={k.lower(): v for k, v in self.headers.items()},
-            raw_body=self.rfile.read(length) if length else b"",
-        )
-        with self.server.lock:
-            self.server.requests.append(recorded)
-        return recorded
-
-    def _handle(self) -> None:
-        request = self._record()
-        with self.server.lock:
-            canned = self.server.script.pop(0) if self.server.script else None
-        if canned is not None:
-            self._reply(canned.status, canned.body, canned.headers)
-            return
+    def route(self, request: Recorded) -> None:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
-            self._reply(401, {"message": "Unauthorized"})
+            self.reply(401, {"message": "Unauthorized"})
             return
         if request.headers.get("x-gradient-workspace-id") != WORKSPACE:
-            self._reply(403, {"message": "Forbidden: unknown workspace"})
+            self.reply(403, {"message": "Forbidden: unknown workspace"})
             return
         segments = [unquote(s) for s in request.path.split("/") if s]
         if segments[:2] != ["api", "models"]:
-            self._reply(404, {"message": "Not found"})
-        elif self.command == "GET" and len(segments) == 2:
+            self.reply(404, {"message": "Not found"})
+        elif request.method == "GET" and len(segments) == 2:
             self._list_models(request)
-        elif self.command == "GET" and len(segments) == 3:
+        elif request.method == "GET" and len(segments) == 3:
             self._get_adapter(segments[2])
-        elif self.command == "POST" and len(segments) == 4 and segments[3] == "complete":
+        elif request.method == "POST" and len(segments) == 4 and segments[3] == "complete":
             self._complete(segments[2], request)
         else:
-            self._reply(404, {"message": "Not found"})
-
-    do_GET = _handle
-    do_POST = _handle
+            self.reply(404, {"message": "Not found"})
 
     def _list_models(self, request: Recorded) -> None:
         if request.query.get("capability", ["any"])[0] not in ("any", "complete", "fineTune"):
-            self._reply(400, {"type": "queryOrPathParsingError", "message": "bad capability", "payload": {}})
+            self.reply(400, {"type": "queryOrPathParsingError", "message": "bad capability", "payload": {}})
             return
         base = [
             {"type": "baseModel", "id": OTHER_BASE_ID, "name": "Bloom 560", "slug": "bloom-560",
@@ -194,56 +120,48 @@ class GradientHandler(BaseHTTPRequestHandler):
         adapter = {"type": "modelAdapter", "id": ADAPTER_ID, "name": "my adapter", "baseModelId": BASE_MODEL_ID,
                    "latestUpdateTime": "2024-01-01T00:00:00.000Z"}  # fmt: skip
         only_base = request.query.get("onlyBase", ["False"])[0] == "True"
-        self._reply(200, {"models": base if only_base else [*base, adapter]})
+        self.reply(200, {"models": base if only_base else [*base, adapter]})
 
     def _get_adapter(self, model_id: str) -> None:
         if model_id != ADAPTER_ID:
-            self._reply(404, {"message": f"Model adapter {model_id} not found"})
+            self.reply(404, {"message": f"Model adapter {model_id} not found"})
             return
-        self._reply(200, {"type": "modelAdapter", "id": ADAPTER_ID, "name": "my adapter",
+        self.reply(200, {"type": "modelAdapter", "id": ADAPTER_ID, "name": "my adapter",
                           "baseModelId": BASE_MODEL_ID, "latestUpdateTime": "2024-01-01T00:00:00.000Z"})  # fmt: skip
 
     def _complete(self, model_id: str, request: Recorded) -> None:
         if model_id not in (BASE_MODEL_ID, OTHER_BASE_ID, ADAPTER_ID):
-            self._reply(404, {"type": "unknownBaseModel", "message": f"Unknown model {model_id}"})
+            self.reply(404, {"type": "unknownBaseModel", "message": f"Unknown model {model_id}"})
             return
         try:
             body = request.json()
         except ValueError:
-            self._reply(*_validation_error("body is not JSON"))
+            self.reply(*_validation_error("body is not JSON"))
             return
         problem = check_completion_body(body)
         if problem:
-            self._reply(*_validation_error(problem))
+            self.reply(*_validation_error(problem))
             return
         query: str = body["query"]
         if "FLAGME" in query:
             payload = {"flaggedContent": [{"sample": "FLAGME"}]}
-            self._reply(400, {"type": "flaggedContent", "message": "Content was flagged", "payload": payload})
+            self.reply(400, {"type": "flaggedContent", "message": "Content was flagged", "payload": payload})
             return
         rag = body.get("rag")
         if rag is not None:
             if rag["collectionId"] not in self.server.collections:
-                self._reply(404, {"type": "unknownRagCollection", "message": "Unknown RAG collection"})
+                self.reply(404, {"type": "unknownRagCollection", "message": "Unknown RAG collection"})
                 return
             if body.get("autoTemplate") is False:
-                self._reply(400, {"type": "ragRequiresAutoTemplating", "message": "RAG requires auto-templating"})
+                self.reply(400, {"type": "ragRequiresAutoTemplating", "message": "RAG requires auto-templating"})
                 return
-        with self.server.lock:
-            scripted = self.server.outputs.pop(0) if self.server.outputs else None
-        if body.get("guidance"):
-            output = body["guidance"]["value"][0]
-        elif scripted is not None:
-            output = scripted
-        else:
-            output = f"You said: {query}"
+        guidance = body.get("guidance")
+        output = guidance["value"][0] if guidance else self.server.next_output(f"You said: {query}")
         tokens = body.get("maxGeneratedTokenCount")
         if tokens is not None:
             output = " ".join(output.split(" ")[:tokens])
-        self._reply(200, {"finishReason": "stop", "generatedOutput": output})
+        self.reply(200, {"finishReason": "stop", "generatedOutput": output})
 
 
 def start() -> GradientServer:
-    server = GradientServer()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    return server
+    return start_server(GradientServer())

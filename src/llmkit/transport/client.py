@@ -286,12 +286,9 @@ class HTTPTransport:
     def _broken(self, exc: httpx.HTTPError) -> StreamError:
         return StreamError(f"{self.provider}: the stream broke: {type(exc).__name__}: {exc}", provider=self.provider)
 
-    def stream_lines(
-        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> Generator[str, None, None]:
-        """The lines of a streamed answer (``\\n`` or ``\\r\\n``). Retries happen only before the first byte is
-        yielded; a broken stream raises :class:`StreamError`; closing the generator closes the connection."""
-        response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
+    def lines(self, response: httpx.Response) -> Generator[str, None, None]:
+        """The lines (``\\n`` or ``\\r\\n``) of a response opened with ``send(..., stream=True)``; a broken stream
+        raises :class:`StreamError`; closing the generator closes the response."""
         try:
             yield from response.iter_lines()
         except httpx.HTTPError as exc:
@@ -299,11 +296,8 @@ class HTTPTransport:
         finally:
             response.close()
 
-    async def astream_lines(
-        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> AsyncGenerator[str, None]:
-        """Async :meth:`stream_lines`; cancelling or closing it closes the connection."""
-        response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
+    async def alines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+        """Async :meth:`lines`."""
         try:
             async for line in response.aiter_lines():
                 yield line
@@ -311,6 +305,25 @@ class HTTPTransport:
             raise self._broken(exc) from exc
         finally:
             await response.aclose()
+
+    def stream_lines(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> Generator[str, None, None]:
+        """Send, then the lines of the streamed answer. Retries happen only before the first byte is yielded."""
+        response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
+        yield from self.lines(response)
+
+    async def astream_lines(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Async :meth:`stream_lines`; cancelling or closing it closes the connection."""
+        response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
+        lines = self.alines(response)
+        try:
+            async for line in lines:
+                yield line
+        finally:
+            await lines.aclose()
 
     def stream_events(
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None

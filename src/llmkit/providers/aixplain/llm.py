@@ -1,0 +1,617 @@
+"""aiXplain's LLM: the SDK's ``run``/``run_async``/``poll`` API, wire-identical to ``aixplain`` 0.2.48, and llmkit's
+unified chat/complete interface on the same calls.
+
+Two faces, two error styles:
+
+* ``run``, ``run_async``, ``poll`` and ``sync_poll`` behave like the SDK: a failure comes back as a ``FAILED``
+  :class:`ModelResponse` with the SDK's ``error_message`` (and llmkit adds ``response.exception``, the cause);
+* ``chat``, ``complete`` and their stream/async forms raise llmkit's typed errors, and map messages the SDK's way:
+  the system message to ``context``, earlier turns to ``history``, the last message to ``data``.
+
+Where the SDK is wrong, llmkit does it right (see ``shared/protocols/gradient-and-aixplain.md``, B.8-B.11): polling
+stops on a 4xx answer instead of spinning until the timeout; every request has an HTTP timeout; a stream's HTTP
+status is checked; ``data:`` with or without a space and OpenAI-style chunks are read; an ``error_code`` in a body
+is reported, not a crash; the API key is only sent to the configured host or an aiXplain host, never to a foreign
+poll URL; a ``data`` string naming a local file is sent as text, not uploaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+
+from llmkit.errors import (
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    JobFailedError,
+    LLMError,
+    ResponseParseError,
+    StreamError,
+)
+from llmkit.providers.aixplain.payload import build_payload, serialise
+from llmkit.providers.aixplain.response import (
+    GENERIC_RUN_ERROR,
+    NO_RESPONSE,
+    ModelResponse,
+    ResponseStatus,
+    failed,
+    status_error_text,
+)
+from llmkit.providers.aixplain.stream import ModelResponseStreamer, StreamEvent, parse_line
+from llmkit.providers.base import HTTPLLM, call_options
+from llmkit.transport import PollSchedule, PollTimeout, Request, apoll, poll
+from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, TextBlock, Usage
+
+DEFAULT_RUN_URL = "https://models.aixplain.com/api/v1/execute"
+DEFAULT_BACKEND_URL = "https://platform-api.aixplain.com"
+_V1, _V2 = "/api/v1/execute", "/api/v2/execute"
+_LOOPBACK_NAMES = {"localhost"}
+#: Per-call keywords of the unified interface (``timeout``/``max_retries`` are the transport's, as everywhere).
+CALL_KEYWORDS = {"temperature", "max_tokens", "top_p", "prompt", "parameters", "poll_timeout", "wait_time"}
+
+
+class Function(StrEnum):
+    """aiXplain AI functions (an LLM must be ``TEXT_GENERATION``)."""
+
+    TEXT_GENERATION = "text-generation"
+    TRANSLATION = "translation"
+    SPEECH_RECOGNITION = "speech-recognition"
+    TEXT_EMBEDDING = "text-embedding"
+    SPEECH_SYNTHESIS = "speech-synthesis"
+
+
+class FunctionType(StrEnum):
+    """Kinds of aiXplain assets."""
+
+    AI = "ai"
+    SEGMENTOR = "segmentor"
+    RECONSTRUCTOR = "reconstructor"
+    UTILITY = "utility"
+    METRIC = "metric"
+    SEARCH = "search"
+    INTEGRATION = "integration"
+    CONNECTION = "connection"
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _api_key_from_env() -> SecretStr | None:
+    team, alias = _env("TEAM_API_KEY"), _env("AIXPLAIN_API_KEY")
+    if team and alias and team != alias:
+        raise ConfigurationError("TEAM_API_KEY and AIXPLAIN_API_KEY are both set, to different keys: keep one")
+    key = team or alias
+    return SecretStr(key) if key else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_aixplain_host(host: str) -> bool:
+    return host == "aixplain.com" or host.endswith(".aixplain.com")
+
+
+def check_url(url: str, what: str) -> str:
+    """A service URL: https without credentials (http only on loopback, or with AIXPLAIN_ALLOW_INSECURE_URLS=1)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(f"{what} must be an http(s) URL, not {url!r}")
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{what} must not contain credentials")
+    insecure_ok = _env("AIXPLAIN_ALLOW_INSECURE_URLS") == "1" or _is_loopback(host)
+    if parts.scheme == "http" and not insecure_ok:
+        raise ConfigurationError(f"{what} must use https (set AIXPLAIN_ALLOW_INSECURE_URLS=1 to allow http)")
+    return url.rstrip("/")
+
+
+def _sent_top_p(top_p: float | None) -> float | None:
+    # 1.0 is the neutral value and the signature's default; the SDK leaves top_p out of the body unless it is set.
+    return None if top_p is None or top_p == 1.0 else top_p
+
+
+def _text(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict):
+        for key in ("text", "output"):
+            if isinstance(data.get(key), str):
+                return str(data[key])
+    return "" if data is None else str(data)
+
+
+def _usage(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    return Usage(
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+    )
+
+
+def _assistant(text: str) -> ChatMessage:
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text=text)])
+
+
+_HISTORY_ROLES = {MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant"}
+
+
+def messages_to_run(messages: Sequence[ChatMessage]) -> dict[str, Any]:
+    """``data`` (the last message), ``context`` (the system messages) and ``history`` (the turns before)."""
+    if not messages:
+        raise ConfigurationError("chat needs at least one message")
+    system = [m.content or "" for m in messages if m.role in (MessageRole.SYSTEM, MessageRole.DEVELOPER)]
+    turns = [m for m in messages if m.role not in (MessageRole.SYSTEM, MessageRole.DEVELOPER)]
+    if not turns:
+        raise ConfigurationError("chat needs a user message after the system message")
+    history = [{"role": _HISTORY_ROLES.get(m.role, m.role.value), "content": m.content or ""} for m in turns[:-1]]
+    return {
+        "data": turns[-1].content or "",
+        "context": "\n\n".join(system) if system else None,
+        "history": history or None,
+    }
+
+
+class AiXplainLLM(HTTPLLM):
+    """An aiXplain-hosted LLM.
+
+    Args:
+        id: the model's id. name: its name. description, supplier, version, is_subscribed, cost,
+        function_type, additional_info: the asset's metadata, kept as given.
+        api_key: else ``TEAM_API_KEY`` / ``AIXPLAIN_API_KEY``.
+        function: must be ``Function.TEXT_GENERATION`` (or None).
+        temperature: the default temperature sent with every run (None: leave it to the service).
+        url / backend_url: else ``MODELS_RUN_URL`` / ``BACKEND_URL`` (defaults: aiXplain's services).
+        timeout: seconds per HTTP request (connect capped at 10 s); ``poll_timeout`` bounds a whole job.
+
+    Example:
+        >>> llm = AiXplainLLM("6646261c6eb563165658bbb1", "GPT-4o", api_key="team-key")
+        >>> llm.metadata.model_name
+        '6646261c6eb563165658bbb1'
+    """
+
+    id: str = Field(description="ID of the Model.")
+    name: str = Field(description="Name of the Model.")
+    description: str = Field(default="", description="Description of the model.")
+    api_key: SecretStr | None = Field(default=None, description="API key of the Model.")
+    supplier: Any = Field(default="aiXplain", description="Supplier of the asset.")
+    version: str | None = Field(default=None, description="Version of the model.")
+    function: Function | None = Field(default=None, description="Model AI function (text generation).")
+    is_subscribed: bool = Field(default=False, description="Whether the user is subscribed.")
+    cost: dict[str, Any] | None = Field(default=None, description="Model price.")
+    temperature: float | None = Field(default=0.001, description="Default temperature for text generation.")
+    function_type: FunctionType | None = Field(default=FunctionType.AI, description="Type of the function.")
+    url: str = Field(default_factory=lambda: _env("MODELS_RUN_URL") or DEFAULT_RUN_URL, description="Run URL.")
+    backend_url: str = Field(
+        default_factory=lambda: _env("BACKEND_URL") or DEFAULT_BACKEND_URL, description="URL of the backend."
+    )
+    additional_info: dict[str, Any] = Field(default_factory=dict, description="Any additional model info.")
+    max_tokens: int = Field(default=128, gt=0, description="Tokens to generate in chat/complete.")
+    poll_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds a chat/complete job may take, polls included."
+    )
+    wait_time: float = Field(default=0.5, gt=0, description="First wait between polls, in seconds (grows x1.1).")
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        description: str = "",
+        api_key: str | SecretStr | None = None,
+        supplier: Any = "aiXplain",
+        version: str | None = None,
+        function: Function | str | None = None,
+        is_subscribed: bool = False,
+        cost: dict[str, Any] | None = None,
+        temperature: float | None = 0.001,
+        function_type: FunctionType | str | None = FunctionType.AI,
+        **additional_info: Any,
+    ) -> None:
+        # llmkit's own settings (timeout, max_retries, url, system_prompt, ...) are fields; the rest is asset info.
+        settings = {key: additional_info.pop(key) for key in list(additional_info) if key in type(self).model_fields}
+        super().__init__(
+            id=id,
+            name=name,
+            description=description,
+            api_key=api_key,
+            supplier=supplier,
+            version=version,
+            function=function,
+            is_subscribed=is_subscribed,
+            cost=cost,
+            temperature=temperature,
+            function_type=function_type,
+            additional_info={**settings.pop("additional_info", {}), **additional_info},
+            **settings,
+        )
+        if self.api_key is None:
+            self.api_key = _api_key_from_env()
+        if self.api_key is None:
+            raise ConfigurationError(
+                "aiXplain needs an API key: pass api_key= or set TEAM_API_KEY (or AIXPLAIN_API_KEY)"
+            )
+        self.url = check_url(self.url, "MODELS_RUN_URL")
+        self.backend_url = check_url(self.backend_url, "BACKEND_URL")
+
+    @field_validator("function", mode="before")
+    @classmethod
+    def _text_generation_only(cls, value: Any) -> Any:
+        if value is not None and Function(value) is not Function.TEXT_GENERATION:
+            raise ValueError(f"an aiXplain LLM's function must be text-generation, not {Function(value).value!r}")
+        return value
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "aixplain_llm"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(num_output=self.max_tokens, is_chat_model=True, model_name=self.id)
+
+    def _transport_settings(self) -> dict[str, Any]:
+        assert self.api_key is not None  # checked at construction
+        headers = {"x-api-key": self.api_key.get_secret_value(), "Content-Type": "application/json"}
+        return {"base_url": self.url, "headers": headers, "provider": "aixplain"}
+
+    # -- endpoints -------------------------------------------------------------------------------------------------
+
+    @property
+    def run_url(self) -> str:
+        """Where ``run`` and streams go: the v2 execute endpoint."""
+        return f"{self.url.replace(_V1, _V2)}/{self.id}"
+
+    @property
+    def run_async_url(self) -> str:
+        """Where ``run_async`` goes: the v1 execute endpoint."""
+        return f"{self.url}/{self.id}"
+
+    def _run_request(self, url: str, payload: dict[str, Any]) -> Request:
+        return Request("POST", url, content=serialise(payload))
+
+    def _poll_request(self, poll_url: str) -> Request:
+        parts = urlsplit(poll_url)
+        host = parts.hostname or ""
+        own_host = urlsplit(self.url).hostname
+        if parts.scheme not in ("http", "https") or not (host == own_host or _is_aixplain_host(host)):
+            raise ResponseParseError(
+                f"aiXplain returned a poll URL on a foreign host ({host or poll_url!r}); "
+                "llmkit does not send the API key there",
+                body=poll_url,
+                provider="aixplain",
+            )
+        return Request("GET", poll_url)
+
+    # -- reading answers -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_start(body: Any) -> ModelResponse:
+        """A run's answer: a direct result, or an in-progress job with its poll URL (B.6)."""
+        if not isinstance(body, dict):
+            raise ResponseParseError(
+                f"aiXplain's run answer is not an object: {body!r}", body=body, provider="aixplain"
+            )
+        if body.get("status", "IN_PROGRESS") == "IN_PROGRESS":
+            poll_url = body.get("data")
+            if not poll_url or not isinstance(poll_url, str):
+                raise ResponseParseError(
+                    "aiXplain answered IN_PROGRESS without a poll URL", body=body, provider="aixplain"
+                )
+            return ModelResponse(status=ResponseStatus.IN_PROGRESS, url=poll_url, completed=False)
+        return ModelResponse.from_body(body)
+
+    @staticmethod
+    def _read_poll(body: Any) -> ModelResponse:
+        if not isinstance(body, dict):
+            return ModelResponse(status=ResponseStatus.IN_PROGRESS)  # unreadable: ask again, as the SDK does
+        return ModelResponse.from_body(body)
+
+    @staticmethod
+    def _done(response: ModelResponse) -> bool:
+        return response.completed
+
+    # -- the job, sync and async: start, then poll until done (typed errors) ---------------------------------------
+
+    def _poll_once(self, poll_url: str, options: dict[str, Any]) -> ModelResponse:
+        return self._read_poll(self.transport.request_json(self._poll_request(poll_url), **options))
+
+    async def _apoll_once(self, poll_url: str, options: dict[str, Any]) -> ModelResponse:
+        return self._read_poll(await self.transport.arequest_json(self._poll_request(poll_url), **options))
+
+    def _wait(self, poll_url: str, wait_time: float, timeout: float, options: dict[str, Any]) -> ModelResponse:
+        try:
+            return poll(
+                lambda: self._poll_once(poll_url, options),
+                self._done,
+                timeout=timeout,
+                schedule=PollSchedule(wait=wait_time),
+            )
+        except PollTimeout as exc:
+            raise self._job_timeout(poll_url, timeout) from exc
+
+    async def _await(self, poll_url: str, wait_time: float, timeout: float, options: dict[str, Any]) -> ModelResponse:
+        try:
+            return await apoll(
+                lambda: self._apoll_once(poll_url, options),
+                self._done,
+                timeout=timeout,
+                schedule=PollSchedule(wait=wait_time),
+            )
+        except PollTimeout as exc:
+            raise self._job_timeout(poll_url, timeout) from exc
+
+    @staticmethod
+    def _job_timeout(poll_url: str, timeout: float) -> APITimeoutError:
+        return APITimeoutError(
+            f"aiXplain: the job did not finish within {timeout:g} s (poll URL {poll_url})", provider="aixplain"
+        )
+
+    def _start_timeout(self, timeout: float) -> dict[str, Any]:
+        # A direct answer can take as long as the whole job, so the run request may read for that long.
+        return {"timeout": max(timeout, self.timeout or 0.0)}
+
+    # -- the SDK's API ---------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        data: Any,
+        context: str | None = None,
+        prompt: str | None = None,
+        history: list[dict[str, Any]] | None = None,
+        temperature: float | None = None,
+        max_tokens: int = 128,
+        top_p: float = 1.0,
+        name: str = "model_process",
+        timeout: float = 300,
+        parameters: dict[str, Any] | None = None,
+        wait_time: float = 0.5,
+        stream: bool = False,
+    ) -> ModelResponse | ModelResponseStreamer:
+        """Run the LLM: the finished :class:`ModelResponse`, or with ``stream=True`` a :class:`ModelResponseStreamer`.
+
+        Sent to the v2 endpoint; a direct answer is returned as is, a poll URL is polled every ``wait_time`` seconds
+        (growing x1.1, +/-20% jitter) for at most ``timeout`` seconds. Failures come back as ``FAILED`` responses.
+
+        Example:
+            >>> response = llm.run("Hello", context="You are helpful", max_tokens=64)  # doctest: +SKIP
+            >>> response["data"], response.status  # doctest: +SKIP
+            ('Hi! How can I help?', <ResponseStatus.SUCCESS: 'SUCCESS'>)
+        """
+        payload = build_payload(
+            data,
+            context=context,
+            prompt=prompt,
+            history=history,
+            temperature=temperature,
+            default_temperature=self.temperature,
+            max_tokens=max_tokens,
+            top_p=_sent_top_p(top_p),
+            parameters=parameters,
+            stream=stream,
+        )
+        request = self._run_request(self.run_url, payload)
+        if stream:
+            try:
+                response = self.transport.send(request, stream=True, **self._start_timeout(timeout))
+            except LLMError as exc:
+                return ModelResponseStreamer(iter(()), failure=self._failure(exc))
+            return ModelResponseStreamer(self.transport.lines(response))
+        start = time.monotonic()
+        try:
+            started = self._read_start(self.transport.request_json(request, **self._start_timeout(timeout)))
+        except LLMError as exc:
+            return self._failure(exc)
+        if started.completed or started.url is None:
+            return started
+        return self.sync_poll(started.url, name=name, wait_time=wait_time, timeout=timeout - (time.monotonic() - start))
+
+    def run_async(
+        self,
+        data: Any,
+        context: str | None = None,
+        prompt: str | None = None,
+        history: list[dict[str, Any]] | None = None,
+        temperature: float | None = None,
+        max_tokens: int = 128,
+        top_p: float = 1.0,
+        name: str = "model_process",
+        parameters: dict[str, Any] | None = None,
+    ) -> ModelResponse:
+        """Start a job on the v1 endpoint; the ``IN_PROGRESS`` response's ``url`` is where to :meth:`poll`."""
+        payload = build_payload(
+            data,
+            context=context,
+            prompt=prompt,
+            history=history,
+            temperature=temperature,
+            default_temperature=self.temperature,
+            max_tokens=max_tokens,
+            top_p=_sent_top_p(top_p),
+            parameters=parameters,
+        )
+        try:
+            return self._read_start(self.transport.request_json(self._run_request(self.run_async_url, payload)))
+        except LLMError as exc:
+            return self._failure(exc)
+
+    def poll(self, poll_url: str, name: str = "model_process") -> ModelResponse:
+        """Check a job once."""
+        try:
+            return self._poll_once(poll_url, {})
+        except LLMError as exc:
+            return self._failure(exc, polling=True)
+
+    def sync_poll(
+        self, poll_url: str, name: str = "model_process", wait_time: float = 0.5, timeout: float = 300
+    ) -> ModelResponse:
+        """Poll until the job is done, fails, or ``timeout`` seconds pass (then ``FAILED``, "No response ...")."""
+        try:
+            return self._wait(poll_url, wait_time, timeout, {})
+        except LLMError as exc:
+            return self._failure(exc, polling=True)
+
+    @staticmethod
+    def _failure(exc: LLMError, *, polling: bool = False) -> ModelResponse:
+        """The SDK's FAILED response for an error, with the error kept in ``response.exception``."""
+        if isinstance(exc, APIStatusError):
+            return failed(status_error_text(exc.status_code, exc.body), exception=exc)
+        if polling:
+            return failed(NO_RESPONSE, completed=False, exception=exc)
+        return failed(GENERIC_RUN_ERROR, exception=exc)
+
+    # -- the unified interface -------------------------------------------------------------------------------------
+
+    def _chat_payload(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
+        unknown = sorted(set(kwargs) - CALL_KEYWORDS)
+        if unknown:
+            raise ConfigurationError(
+                f"aiXplain does not take {', '.join(map(repr, unknown))}; "
+                f"the supported keywords are {', '.join(sorted(CALL_KEYWORDS | {'timeout', 'max_retries'}))}"
+            )
+        run = messages_to_run(messages)
+        return build_payload(
+            run["data"],
+            context=run["context"],
+            history=run["history"],
+            prompt=kwargs.get("prompt"),
+            temperature=kwargs.get("temperature"),
+            default_temperature=self.temperature,
+            max_tokens=kwargs.get("max_tokens") or self.max_tokens,
+            top_p=kwargs.get("top_p"),
+            parameters=kwargs.get("parameters"),
+            stream=stream,
+            parse_json=False,
+        )
+
+    def _job_settings(self, kwargs: dict[str, Any]) -> tuple[float, float]:
+        return float(kwargs.get("poll_timeout") or self.poll_timeout), float(kwargs.get("wait_time") or self.wait_time)
+
+    def _to_chat(self, response: ModelResponse) -> ChatResponse:
+        if response.status is not ResponseStatus.SUCCESS:
+            raise JobFailedError(
+                f"aiXplain: the run failed: {response.error_message or 'no error message'}"
+                + (f" (error code {response.error_code})" if response.error_code else ""),
+                error_code=response.error_code,
+                response=response.to_dict(),
+                provider="aixplain",
+            )
+        extra = {"used_credits": response.used_credits, "run_time": response.run_time}
+        if "requestId" in response.additional_fields:
+            extra["request_id"] = response.additional_fields["requestId"]
+        return ChatResponse(
+            message=_assistant(_text(response.data)),
+            raw=response.to_dict(),
+            usage=_usage(response.usage),
+            additional_kwargs=extra,
+        )
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        options = call_options(kwargs)
+        payload = self._chat_payload(messages, kwargs, stream=False)
+        poll_timeout, wait_time = self._job_settings(kwargs)
+        start = time.monotonic()
+        request = self._run_request(self.run_url, payload)
+        started = self._read_start(
+            self.transport.request_json(request, **{**self._start_timeout(poll_timeout), **options})
+        )
+        if started.url is not None and not started.completed:
+            started = self._wait(started.url, wait_time, poll_timeout - (time.monotonic() - start), options)
+        return self._to_chat(started)
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        options = call_options(kwargs)
+        payload = self._chat_payload(messages, kwargs, stream=False)
+        poll_timeout, wait_time = self._job_settings(kwargs)
+        start = time.monotonic()
+        request = self._run_request(self.run_url, payload)
+        body = await self.transport.arequest_json(request, **{**self._start_timeout(poll_timeout), **options})
+        started = self._read_start(body)
+        if started.url is not None and not started.completed:
+            started = await self._await(started.url, wait_time, poll_timeout - (time.monotonic() - start), options)
+        return self._to_chat(started)
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+        options = call_options(kwargs)
+        request = self._run_request(self.run_url, self._chat_payload(messages, kwargs, stream=True))
+        lines = self.transport.stream_lines(request, **options)
+        state = _StreamState()
+        try:
+            for line in lines:
+                chunk = state.feed(parse_line(line))
+                if chunk is not None:
+                    yield chunk
+                if state.done:
+                    return
+        except StreamError as exc:
+            exc.received = state.text
+            raise
+        finally:
+            lines.close()
+
+    async def _astream_chat_gen(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> AsyncIterator[ChatResponse]:
+        options = call_options(kwargs)
+        request = self._run_request(self.run_url, self._chat_payload(messages, kwargs, stream=True))
+        lines = self.transport.astream_lines(request, **options)
+        state = _StreamState()
+        try:
+            async for line in lines:
+                chunk = state.feed(parse_line(line))
+                if chunk is not None:
+                    yield chunk
+                if state.done:
+                    return
+        except StreamError as exc:
+            exc.received = state.text
+            raise
+        finally:
+            await lines.aclose()
+
+    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        return self._astream_chat_gen(messages, kwargs)
+
+
+class _StreamState:
+    """Turns stream events into chat chunks, keeping the text so far (for a :class:`StreamError`'s ``received``)."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.done = False
+
+    def feed(self, event: StreamEvent | None) -> ChatResponse | None:
+        if event is None:
+            return None
+        if event.error is not None:
+            raise StreamError(
+                f"aiXplain reported an error mid-stream: {event.error}", received=self.text, provider="aixplain"
+            )
+        self.done = event.done
+        if not (event.text or event.usage or event.used_credits is not None):
+            return None
+        self.text += event.text
+        extra = {"used_credits": event.used_credits} if event.used_credits is not None else {}
+        return ChatResponse(
+            message=_assistant(self.text), delta=event.text, usage=_usage(event.usage), additional_kwargs=extra
+        )
+
+
+def from_spec(model_id: str, **kwargs: Any) -> AiXplainLLM:
+    """``create("aixplain/MODEL_ID")`` (``name`` defaults to the id)."""
+    kwargs.setdefault("name", model_id)
+    return AiXplainLLM(model_id, **kwargs)
