@@ -333,23 +333,29 @@ class AiXplainLLM(HTTPLLM):
     async def _apoll_once(self, poll_url: str, options: dict[str, Any]) -> ModelResponse:
         return self._read_poll(await self.transport.arequest_json(self._poll_request(poll_url), **options))
 
-    def _wait(self, poll_url: str, wait_time: float, timeout: float, options: dict[str, Any]) -> ModelResponse:
+    def _wait(
+        self, poll_url: str, wait_time: float, timeout: float, started: float, options: dict[str, Any]
+    ) -> ModelResponse:
+        """Poll until done; ``timeout`` counts from ``started`` (``time.monotonic()``), the start of the job."""
         try:
             return poll(
                 lambda: self._poll_once(poll_url, options),
                 self._done,
-                timeout=timeout,
+                timeout=timeout - (time.monotonic() - started),
                 schedule=PollSchedule(wait=wait_time),
             )
         except PollTimeout as exc:
             raise self._job_timeout(poll_url, timeout) from exc
 
-    async def _await(self, poll_url: str, wait_time: float, timeout: float, options: dict[str, Any]) -> ModelResponse:
+    async def _await(
+        self, poll_url: str, wait_time: float, timeout: float, started: float, options: dict[str, Any]
+    ) -> ModelResponse:
+        """Async :meth:`_wait`."""
         try:
             return await apoll(
                 lambda: self._apoll_once(poll_url, options),
                 self._done,
-                timeout=timeout,
+                timeout=timeout - (time.monotonic() - started),
                 schedule=PollSchedule(wait=wait_time),
             )
         except PollTimeout as exc:
@@ -418,7 +424,10 @@ class AiXplainLLM(HTTPLLM):
             return self._failure(exc)
         if started.completed or started.url is None:
             return started
-        return self.sync_poll(started.url, name=name, wait_time=wait_time, timeout=timeout - (time.monotonic() - start))
+        try:
+            return self._wait(started.url, wait_time, timeout, start, {})
+        except LLMError as exc:
+            return self._failure(exc, polling=True)
 
     def run_async(
         self,
@@ -461,7 +470,7 @@ class AiXplainLLM(HTTPLLM):
     ) -> ModelResponse:
         """Poll until the job is done, fails, or ``timeout`` seconds pass (then ``FAILED``, "No response ...")."""
         try:
-            return self._wait(poll_url, wait_time, timeout, {})
+            return self._wait(poll_url, wait_time, timeout, time.monotonic(), {})
         except LLMError as exc:
             return self._failure(exc, polling=True)
 
@@ -530,7 +539,7 @@ class AiXplainLLM(HTTPLLM):
             self.transport.request_json(request, **{**self._start_timeout(poll_timeout), **options})
         )
         if started.url is not None and not started.completed:
-            started = self._wait(started.url, wait_time, poll_timeout - (time.monotonic() - start), options)
+            started = self._wait(started.url, wait_time, poll_timeout, start, options)
         return self._to_chat(started)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -542,7 +551,7 @@ class AiXplainLLM(HTTPLLM):
         body = await self.transport.arequest_json(request, **{**self._start_timeout(poll_timeout), **options})
         started = self._read_start(body)
         if started.url is not None and not started.completed:
-            started = await self._await(started.url, wait_time, poll_timeout - (time.monotonic() - start), options)
+            started = await self._await(started.url, wait_time, poll_timeout, start, options)
         return self._to_chat(started)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
