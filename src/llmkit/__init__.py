@@ -83,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "GradientBaseModelLLM": "llmkit.providers.gradient",
     "GradientModelAdapterLLM": "llmkit.providers.gradient",
     "AiXplainLLM": "llmkit.providers.aixplain",
+    "LiteLLM": "llmkit.providers.litellm",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -127,6 +128,7 @@ if TYPE_CHECKING:
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
     from llmkit.providers.aixplain import AiXplainLLM
     from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
+    from llmkit.providers.litellm import LiteLLM
     from llmkit.providers.llamacpp import LlamaCpp
     from llmkit.providers.mock import MockLLM
     from llmkit.providers.openai import OpenAI, OpenAILike

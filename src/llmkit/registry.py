@@ -30,6 +30,7 @@ _REGISTRY: dict[str, str | Factory] = {
     "aixplain": "llmkit.providers.aixplain:from_spec",
     "gradient": "llmkit.providers.gradient:base_model_from_spec",
     "gradient-adapter": "llmkit.providers.gradient:adapter_from_spec",
+    "litellm": "llmkit.providers.litellm:from_spec",
     "mock": "llmkit.registry:_mock_from_spec",
 }
 

@@ -112,9 +112,27 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
 
 
 def _tool_spec(tool: Any) -> dict[str, Any]:
+    if callable(tool) and not hasattr(tool, "metadata") and not hasattr(tool, "to_openai_tool"):
+        from llmkit.tools import FunctionTool  # a plain function is a tool too
+
+        tool = FunctionTool.from_defaults(tool)
     metadata = getattr(tool, "metadata", tool)
     spec: dict[str, Any] = metadata.to_openai_tool()
     return spec
+
+
+def tools_body(tools: Sequence[Any] | None, tool_choice: Any = None) -> dict[str, Any]:
+    """``tools`` and ``tool_choice`` in OpenAI's format (a tool name forces that tool)."""
+    if not tools:
+        return {}
+    body: dict[str, Any] = {"tools": [_tool_spec(t) for t in tools]}
+    if tool_choice is not None:
+        body["tool_choice"] = (
+            tool_choice
+            if tool_choice in ("auto", "none", "required") or isinstance(tool_choice, dict)
+            else {"type": "function", "function": {"name": tool_choice}}
+        )
+    return body
 
 
 def parse_logprobs(choice: dict[str, Any]) -> list[list[LogProb]] | None:
@@ -168,6 +186,26 @@ def _choice(body: Any, provider: str) -> dict[str, Any]:
     return choice
 
 
+def parse_chat(body: Any, provider: str) -> ChatResponse:
+    """An OpenAI ``chat.completion`` body as a response (tool calls and reasoning in the message's extras)."""
+    choice = _choice(body, provider)
+    message = choice.get("message") or {}
+    extra: dict[str, Any] = {}
+    if message.get("tool_calls"):
+        extra["tool_calls"] = message["tool_calls"]
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if reasoning:
+        extra["reasoning"] = reasoning
+    return ChatResponse.model_construct(
+        message=_assistant(message.get("content") or "", extra),
+        raw=body,
+        delta=None,
+        logprobs=parse_logprobs(choice),
+        usage=parse_usage(body),
+        additional_kwargs={"finish_reason": choice.get("finish_reason")},
+    )
+
+
 def _stream_json(event: ServerSentEvent, parser: StreamParser[Any]) -> dict[str, Any] | None:
     if event.data == "[DONE]":
         parser.done = True
@@ -187,7 +225,9 @@ def _stream_json(event: ServerSentEvent, parser: StreamParser[Any]) -> dict[str,
     return chunk
 
 
-class _ChatStream(StreamParser[ChatResponse]):
+class ChatStreamParser(StreamParser[ChatResponse]):
+    """Assembles OpenAI chat chunks: text, reasoning, and tool calls from their streamed fragments."""
+
     def __init__(self) -> None:
         super().__init__()
         self.tool_calls: list[dict[str, Any]] = []
@@ -202,15 +242,19 @@ class _ChatStream(StreamParser[ChatResponse]):
             if fragment.get("id"):
                 call["id"] = fragment["id"]
             function = fragment.get("function") or {}
-            if function.get("name"):
-                call["function"]["name"] += function["name"]
+            name = function.get("name")
+            if name and name != call["function"]["name"]:
+                # Some servers (and litellm) repeat the whole name in every fragment; OpenAI sends it once.
+                call["function"]["name"] += name
             if function.get("arguments"):
                 call["function"]["arguments"] += function["arguments"]
 
     def feed(self, event: ServerSentEvent) -> ChatResponse | None:
         chunk = _stream_json(event, self)
-        if chunk is None:
-            return None
+        return None if chunk is None else self.feed_chunk(chunk)
+
+    def feed_chunk(self, chunk: dict[str, Any]) -> ChatResponse | None:
+        """One decoded chunk (``chat.completion.chunk``)."""
         usage = parse_usage(chunk)
         choices = chunk.get("choices") or []
         delta_text = ""
@@ -352,16 +396,7 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     def _chat_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stream: bool) -> Request:
         body = self._base_body(kwargs, stream)
         body["messages"] = [to_openai_message(m) for m in messages]
-        tools = kwargs.pop("tools", None)
-        tool_choice = kwargs.pop("tool_choice", None)
-        if tools:
-            body["tools"] = [_tool_spec(t) for t in tools]
-            if tool_choice is not None:
-                body["tool_choice"] = (
-                    tool_choice
-                    if tool_choice in ("auto", "none", "required")
-                    else {"type": "function", "function": {"name": tool_choice}}
-                )
+        body.update(tools_body(kwargs.pop("tools", None), kwargs.pop("tool_choice", None)))
         spec = kwargs.pop("json_schema", None)
         if spec is not None:
             body["response_format"] = self._response_format(spec)
@@ -380,22 +415,7 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     # -- parsing ------------------------------------------------------------------------------------------------------
 
     def _parse_chat(self, body: Any) -> ChatResponse:
-        choice = _choice(body, self.class_name())
-        message = choice.get("message") or {}
-        extra: dict[str, Any] = {}
-        if message.get("tool_calls"):
-            extra["tool_calls"] = message["tool_calls"]
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
-        if reasoning:
-            extra["reasoning"] = reasoning
-        return ChatResponse.model_construct(
-            message=_assistant(message.get("content") or "", extra),
-            raw=body,
-            delta=None,
-            logprobs=parse_logprobs(choice),
-            usage=parse_usage(body),
-            additional_kwargs={"finish_reason": choice.get("finish_reason")},
-        )
+        return parse_chat(body, self.class_name())
 
     def _parse_completion(self, body: Any) -> CompletionResponse:
         choice = _choice(body, self.class_name())
@@ -409,7 +429,7 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
         )
 
     def _chat_stream_parser(self) -> StreamParser[ChatResponse]:
-        return _ChatStream()
+        return ChatStreamParser()
 
     def _completion_stream_parser(self) -> StreamParser[CompletionResponse]:
         return _CompletionStream()

@@ -4,7 +4,14 @@ Providers build :class:`Request` objects and parse answers; :class:`HTTPTranspor
 timeouts, retries (backoff with jitter, ``Retry-After``), typed errors, SSE decoding and polling.
 """
 
-from llmkit.transport.client import DEFAULT_TIMEOUT, HTTPTransport, Request, TimeoutTypes, as_timeout
+from llmkit.transport.client import (
+    DEFAULT_TIMEOUT,
+    HTTPTransport,
+    Request,
+    TimeoutTypes,
+    as_timeout,
+    is_retryable_error,
+)
 from llmkit.transport.errors import ErrorHook, status_error
 from llmkit.transport.polling import PollSchedule, PollTimeout, apoll, poll
 from llmkit.transport.retry import RetryPolicy, is_retryable_status, parse_retry_after
@@ -24,6 +31,7 @@ __all__ = [
     "aiter_sse",
     "apoll",
     "as_timeout",
+    "is_retryable_error",
     "is_retryable_status",
     "iter_sse",
     "parse_retry_after",

@@ -64,7 +64,8 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(value, connect=min(float(value), 10.0))
 
 
-def _retryable(error: LLMError) -> bool:
+def is_retryable_error(error: LLMError) -> bool:
+    """Whether a failed attempt may be retried: connection errors, 408, 409, 429 and 5xx."""
     if isinstance(error, APIConnectionError):
         return True
     if isinstance(error, RateLimitError | ServerError | ConflictError):
@@ -195,7 +196,7 @@ class HTTPTransport:
 
     def _next_delay(self, error: LLMError, attempt: int, retries: int, deadline: float | None) -> float | None:
         """The wait before the next attempt, or None when the error is final."""
-        if attempt > retries or not _retryable(error):
+        if attempt > retries or not is_retryable_error(error):
             return None
         delay = self.retry_policy.delay(attempt, getattr(error, "retry_after", None))
         if deadline is not None and time.monotonic() + delay >= deadline:
