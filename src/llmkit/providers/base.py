@@ -48,11 +48,11 @@ def call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _run_stream(events: Iterator[ServerSentEvent], parser: StreamParser[R]) -> Iterator[R]:
     try:
         for event in events:
+            if parser.done:
+                continue  # read to the end of the body, so the connection goes back to the pool
             chunk = parser.feed(event)
             if chunk is not None:
                 yield chunk
-            if parser.done:
-                break
     except StreamError as exc:
         exc.received = parser.text
         raise
@@ -65,11 +65,11 @@ def _run_stream(events: Iterator[ServerSentEvent], parser: StreamParser[R]) -> I
 async def _arun_stream(events: AsyncIterator[ServerSentEvent], parser: StreamParser[R]) -> AsyncIterator[R]:
     try:
         async for event in events:
+            if parser.done:
+                continue  # read to the end of the body, so the connection goes back to the pool
             chunk = parser.feed(event)
             if chunk is not None:
                 yield chunk
-            if parser.done:
-                break
     except StreamError as exc:
         exc.received = parser.text
         raise

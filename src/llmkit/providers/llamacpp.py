@@ -42,6 +42,9 @@ from llmkit.types import (
     MessageRole,
     TextBlock,
     Usage,
+    chat_chunk,
+    completion_chunk,
+    text_message,
 )
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -387,13 +390,8 @@ class LlamaCpp(LLM):
                         extra["tool_calls"] = [
                             {"id": "call_0", "type": "function", "function": {"name": "", "arguments": text}}
                         ]
-                    message = ChatMessage.model_construct(
-                        role=MessageRole.ASSISTANT,
-                        blocks=[TextBlock.model_construct(text=text)],
-                        additional_kwargs=extra,
-                    )
-                    yield ChatResponse.model_construct(
-                        message=message,
+                    yield chat_chunk(
+                        text_message(text, extra),
                         delta=delta,
                         raw=chunk,
                         logprobs=parse_logprobs(choice),
@@ -445,8 +443,8 @@ class LlamaCpp(LLM):
                     usage = None
                     if choice.get("finish_reason") is not None:
                         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=count)
-                    yield CompletionResponse.model_construct(
-                        text=text,
+                    yield completion_chunk(
+                        text,
                         delta=delta,
                         raw=chunk,
                         usage=usage,

@@ -38,6 +38,9 @@ from llmkit.types import (
     MessageRole,
     TextBlock,
     Usage,
+    chat_chunk,
+    completion_chunk,
+    text_message,
 )
 
 
@@ -170,10 +173,8 @@ def parse_usage(body: dict[str, Any]) -> Usage | None:
 
 
 def _assistant(text: str, extra: dict[str, Any]) -> ChatMessage:
-    # model_construct: the parsed reply is already well-typed, and this is the hot path.
-    return ChatMessage.model_construct(
-        role=MessageRole.ASSISTANT, blocks=[TextBlock.model_construct(text=text)], additional_kwargs=extra
-    )
+    # Built without validation: the parsed reply is already well-typed, and this is the hot path.
+    return text_message(text, extra)
 
 
 def _choice(body: Any, provider: str) -> dict[str, Any]:
@@ -196,10 +197,9 @@ def parse_chat(body: Any, provider: str) -> ChatResponse:
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if reasoning:
         extra["reasoning"] = reasoning
-    return ChatResponse.model_construct(
-        message=_assistant(message.get("content") or "", extra),
+    return chat_chunk(
+        _assistant(message.get("content") or "", extra),
         raw=body,
-        delta=None,
         logprobs=parse_logprobs(choice),
         usage=parse_usage(body),
         additional_kwargs={"finish_reason": choice.get("finish_reason")},
@@ -277,14 +277,7 @@ class ChatStreamParser(StreamParser[ChatResponse]):
             extra["tool_calls"] = [{**c, "function": dict(c["function"])} for c in self.tool_calls]
         if self.reasoning:
             extra["reasoning"] = self.reasoning
-        return ChatResponse.model_construct(
-            message=_assistant(self.text, extra),
-            delta=delta_text,
-            raw=chunk,
-            logprobs=logprobs,
-            usage=usage,
-            additional_kwargs={},
-        )
+        return chat_chunk(_assistant(self.text, extra), delta=delta_text, raw=chunk, logprobs=logprobs, usage=usage)
 
 
 class _CompletionStream(StreamParser[CompletionResponse]):
@@ -299,9 +292,7 @@ class _CompletionStream(StreamParser[CompletionResponse]):
         delta = (choices[0].get("text") or "") if choices else ""
         self.text += delta
         logprobs = parse_logprobs(choices[0]) if choices else None
-        return CompletionResponse.model_construct(
-            text=self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage, additional_kwargs={}
-        )
+        return completion_chunk(self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage)
 
 
 class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
@@ -419,10 +410,9 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
 
     def _parse_completion(self, body: Any) -> CompletionResponse:
         choice = _choice(body, self.class_name())
-        return CompletionResponse.model_construct(
-            text=choice.get("text") or "",
+        return completion_chunk(
+            choice.get("text") or "",
             raw=body,
-            delta=None,
             logprobs=parse_logprobs(choice),
             usage=parse_usage(body),
             additional_kwargs={"finish_reason": choice.get("finish_reason")},

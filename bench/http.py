@@ -1,0 +1,261 @@
+"""Per-call cost over HTTP: llmkit's ``OpenAILike`` vs raw httpx doing the same request (the floor), and, when they
+are installed, the OpenAI SDK, LiteLLM and LlamaIndex's ``OpenAILike`` — all against the canned loopback server.
+
+Run: .venv/bin/python -m bench.http [--calls 1000] [--rounds 5]
+Targets: chat <= 1.15x raw httpx; 16-chunk stream <= 1.25x; async throughput at 64 in flight >= 0.9x raw
+``httpx.AsyncClient``; RSS growth over 10,000 llmkit calls < 5 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import importlib.util
+import json
+import os
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bench.canned_server import running
+
+PROMPT = "What is the capital of France?"
+MESSAGES = [{"role": "user", "content": PROMPT}]
+
+
+@dataclass
+class Case:
+    name: str
+    chat: Callable[[], object]
+    stream: Callable[[], object]
+    per_call: dict[str, list[float]] = field(default_factory=lambda: {"chat": [], "stream": []})
+
+
+def raw_case(base: str) -> Case:
+    client = httpx.Client(base_url=base)
+    body = {"model": "bench", "messages": MESSAGES}
+
+    def chat() -> object:
+        response = client.post("/chat/completions", json=body)
+        response.raise_for_status()
+        return response.json()["choices"][0]["message"]["content"]
+
+    def stream() -> object:
+        text = []
+        with client.stream("POST", "/chat/completions", json={**body, "stream": True}) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    text.append(json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+        return "".join(text)
+
+    return Case("raw httpx", chat, stream)
+
+
+def llmkit_case(base: str) -> Case:
+    from llmkit import ChatMessage, OpenAILike
+
+    llm = OpenAILike(model="bench", api_base=base)
+    messages = [ChatMessage(role="user", content=PROMPT)]
+    return Case("llmkit", lambda: llm.chat(messages).content, lambda: list(llm.stream_chat(messages)))
+
+
+def openai_case(base: str) -> Case:
+    import openai
+
+    client = openai.OpenAI(base_url=base, api_key="bench", max_retries=0)
+
+    def chat() -> object:
+        return client.chat.completions.create(model="bench", messages=MESSAGES).choices[0].message.content  # type: ignore[arg-type]
+
+    def stream() -> object:
+        return list(client.chat.completions.create(model="bench", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+
+    return Case("openai SDK", chat, stream)
+
+
+def litellm_case(base: str) -> Case:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    common: dict[str, Any] = {"model": "openai/bench", "api_base": base, "api_key": "bench", "messages": MESSAGES}
+    return Case(
+        "LiteLLM",
+        lambda: litellm.completion(**common).choices[0].message.content,
+        lambda: list(litellm.completion(stream=True, **common)),
+    )
+
+
+def llama_index_case(base: str) -> Case:
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.openai_like import OpenAILike
+
+    llm = OpenAILike(model="bench", api_base=base, api_key="bench", is_chat_model=True, max_retries=0)
+    messages = [ChatMessage(role="user", content=PROMPT)]
+    return Case("LlamaIndex", lambda: llm.chat(messages).message.content, lambda: list(llm.stream_chat(messages)))
+
+
+OPTIONAL = {"openai": openai_case, "litellm": litellm_case, "llama_index.llms.openai_like": llama_index_case}
+
+
+def available_cases(base: str) -> list[Case]:
+    cases = [raw_case(base), llmkit_case(base)]
+    for module, make in OPTIONAL.items():
+        try:
+            present = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            present = False
+        if present:
+            cases.append(make(base))
+    return cases
+
+
+def measure_sequential(cases: list[Case], calls: int, rounds: int) -> None:
+    """Interleaved rounds, so machine noise hits every case alike; each round's mean per-call time is recorded."""
+    per_round = max(calls // rounds, 1)
+    for case in cases:  # warm-up: connections, imports, caches
+        for _ in range(20):
+            case.chat()
+            case.stream()
+    for _ in range(rounds):
+        for case in cases:
+            for kind in ("chat", "stream"):
+                call = getattr(case, kind)
+                start = time.perf_counter()
+                for _ in range(per_round):
+                    call()
+                case.per_call[kind].append((time.perf_counter() - start) / per_round)
+
+
+async def _throughput(call: Callable[[], Awaitable[object]], in_flight: int, total: int) -> float:
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one() -> None:
+        async with gate:
+            await call()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(total)))
+    return total / (time.perf_counter() - start)
+
+
+def measure_async(base: str, levels: tuple[int, ...], rounds: int) -> dict[int, tuple[float, float]]:
+    """Requests per second, raw ``httpx.AsyncClient`` vs llmkit ``achat``, at each level of concurrency."""
+    from llmkit import ChatMessage, OpenAILike
+
+    body = {"model": "bench", "messages": MESSAGES}
+    messages = [ChatMessage(role="user", content=PROMPT)]
+
+    async def run() -> dict[int, tuple[float, float]]:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+        client = httpx.AsyncClient(base_url=base, limits=limits)
+        llm = OpenAILike(model="bench", api_base=base)
+        llm.with_http_clients(async_client=httpx.AsyncClient(base_url=base, limits=limits))
+
+        async def raw() -> object:
+            response = await client.post("/chat/completions", json=body)
+            response.raise_for_status()
+            return response.json()["choices"][0]["message"]["content"]
+
+        async def ours() -> object:
+            return (await llm.achat(messages)).content
+
+        results: dict[int, tuple[float, float]] = {}
+        for level in levels:
+            total = max(400, level * 8)
+            await _throughput(raw, level, level)  # warm the pools to this size
+            await _throughput(ours, level, level)
+            raw_rates, our_rates = [], []
+            for _ in range(rounds):
+                raw_rates.append(await _throughput(raw, level, total))
+                our_rates.append(await _throughput(ours, level, total))
+            results[level] = (statistics.median(raw_rates), statistics.median(our_rates))
+        await client.aclose()
+        return results
+
+    return asyncio.run(run())
+
+
+def rss_growth(base: str, calls: int) -> float:
+    """MB of RSS gained over ``calls`` llmkit chat calls, after a 1,000-call warm-up."""
+    import psutil
+
+    from llmkit import ChatMessage, OpenAILike
+
+    llm = OpenAILike(model="bench", api_base=base)
+    messages = [ChatMessage(role="user", content=PROMPT)]
+    for _ in range(1000):
+        llm.chat(messages)
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    for _ in range(calls):
+        llm.chat(messages)
+    gc.collect()
+    return (psutil.Process().memory_info().rss - before) / 1e6
+
+
+@dataclass
+class Results:
+    sequential: list[tuple[str, float, float]]  # name, chat us, stream us
+    async_rates: dict[int, tuple[float, float]]
+    rss_mb: float
+
+
+def run(
+    calls: int = 1000, rounds: int = 5, levels: tuple[int, ...] = (1, 16, 64, 256), rss_calls: int = 10_000
+) -> Results:
+    with running() as base:
+        cases = available_cases(base)
+        measure_sequential(cases, calls, rounds)
+        sequential = [
+            (c.name, statistics.median(c.per_call["chat"]) * 1e6, statistics.median(c.per_call["stream"]) * 1e6)
+            for c in cases
+        ]
+        async_rates = measure_async(base, levels, rounds=3)
+        rss = rss_growth(base, rss_calls)
+    return Results(sequential, async_rates, rss)
+
+
+def tables(results: Results) -> str:
+    """Markdown tables with ratios to raw httpx and the verdict for each target."""
+    raw_chat, raw_stream = results.sequential[0][1], results.sequential[0][2]
+    lines = ["| client | chat (µs/call) | ratio | stream, 16 chunks (µs/call) | ratio |", "|---|---|---|---|---|"]
+    for name, chat, stream in results.sequential:
+        lines.append(f"| {name} | {chat:.0f} | {chat / raw_chat:.2f}x | {stream:.0f} | {stream / raw_stream:.2f}x |")
+    ours = {n: (c, s) for n, c, s in results.sequential}["llmkit"]
+    chat_ratio, stream_ratio = ours[0] / raw_chat, ours[1] / raw_stream
+    lines += ["", "| in flight | raw httpx.AsyncClient (req/s) | llmkit achat (req/s) | ratio |", "|---|---|---|---|"]
+    for level, (raw, mine) in results.async_rates.items():
+        lines.append(f"| {level} | {raw:.0f} | {mine:.0f} | {mine / raw:.2f}x |")
+    async_ratio = results.async_rates[64][1] / results.async_rates[64][0] if 64 in results.async_rates else float("nan")
+    verdicts = [
+        ("chat <= 1.15x raw httpx", chat_ratio, chat_ratio <= 1.15),
+        ("stream <= 1.25x raw httpx", stream_ratio, stream_ratio <= 1.25),
+        ("async at 64 in flight >= 0.9x raw", async_ratio, async_ratio >= 0.9),
+        ("RSS growth over 10,000 calls < 5 MB", results.rss_mb, results.rss_mb < 5),
+    ]
+    lines += ["", "| target | measured | verdict |", "|---|---|---|"]
+    for label, value, ok in verdicts:
+        lines.append(f"| {label} | {value:.2f} | {'pass' if ok else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rss-calls", type=int, default=10_000)
+    args = parser.parse_args()
+    results = run(args.calls, args.rounds, rss_calls=args.rss_calls)
+    print(tables(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
