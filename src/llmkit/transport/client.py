@@ -38,6 +38,8 @@ from llmkit.transport.retry import RetryPolicy
 from llmkit.transport.sse import ServerSentEvent, aiter_sse, iter_sse
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+#: Keep up to 100 idle connections (httpx keeps 20), so bursts of concurrent calls reuse them instead of reconnecting.
+DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 TimeoutTypes = float | httpx.Timeout | None
 
 
@@ -128,7 +130,9 @@ class HTTPTransport:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=self.timeout)
+                    self._client = httpx.Client(
+                        base_url=self.base_url, headers=self.headers, timeout=self.timeout, limits=DEFAULT_LIMITS
+                    )
                 client = self._client
         return client
 
@@ -138,7 +142,9 @@ class HTTPTransport:
         loop = asyncio.get_running_loop()
         client = self._aclient
         if client is None or (self._owns_aclient and self._aclient_loop is not loop):
-            client = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout)
+            client = httpx.AsyncClient(
+                base_url=self.base_url, headers=self.headers, timeout=self.timeout, limits=DEFAULT_LIMITS
+            )
             self._aclient, self._aclient_loop = client, loop
         return client
 

@@ -1,0 +1,90 @@
+"""Leak check: thousands of calls and LLM objects leave open sockets, threads and RSS flat (slow; real HTTP against
+the canned server of ``bench/``)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from bench.canned_server import running
+from llmkit import ChatMessage, OpenAILike
+
+pytestmark = pytest.mark.slow
+
+MESSAGES = [ChatMessage(role="user", content="hi")]
+
+
+@pytest.fixture(scope="module")
+def base() -> Iterator[str]:
+    with running() as url:
+        yield url
+
+
+def snapshot() -> tuple[int, int, float]:
+    """Open sockets, threads, RSS in MB."""
+    gc.collect()
+    process = psutil.Process()
+    return len(process.net_connections(kind="tcp")), threading.active_count(), process.memory_info().rss / 1e6
+
+
+def test_10000_sequential_calls(base: str) -> None:
+    llm = OpenAILike(model="bench", api_base=base)
+    for _ in range(500):  # warm-up: the pool, caches, allocator arenas
+        llm.chat(MESSAGES)
+        list(llm.stream_chat(MESSAGES))
+    sockets, threads, rss = snapshot()
+    for i in range(10_000):
+        if i % 2:
+            llm.chat(MESSAGES)
+        else:
+            list(llm.stream_chat(MESSAGES))
+    after = snapshot()
+    assert after[0] <= sockets  # one pooled connection, reused by chat and streams alike
+    assert after[1] == threads
+    assert after[2] - rss < 5, f"RSS grew {after[2] - rss:.1f} MB over 10,000 calls"
+    llm.close()
+    assert snapshot()[0] == sockets - 1
+
+
+def test_1000_concurrent_async_calls(base: str) -> None:
+    llm = OpenAILike(model="bench", api_base=base)
+
+    async def burst() -> None:
+        answers = await asyncio.gather(*(llm.achat(MESSAGES) for _ in range(1000)))
+        assert all(a.content for a in answers)
+
+    async def run() -> list[tuple[int, int, float]]:
+        await burst()  # warm-up
+        marks = [snapshot()]
+        for _ in range(3):
+            await burst()
+            marks.append(snapshot())
+        await llm.aclose()
+        marks.append(snapshot())
+        return marks
+
+    before = snapshot()
+    marks = asyncio.run(run())
+    sockets = [m[0] for m in marks[:-1]]
+    assert max(sockets[1:]) <= sockets[0]  # later bursts reuse (or shrink) the pool instead of growing it
+    assert len({m[1] for m in marks}) == 1  # no thread per call
+    assert marks[-2][2] - marks[0][2] < 5
+    assert marks[-1][0] <= before[0]  # aclose() released every connection
+
+
+def test_thousands_of_llm_objects(base: str) -> None:
+    sockets, threads, rss = snapshot()
+    for _ in range(2000):
+        with OpenAILike(model="bench", api_base=base) as llm:
+            llm.chat(MESSAGES)
+    for _ in range(2000):
+        OpenAILike(model="bench", api_base=base)  # construction does no I/O and holds nothing
+    after = snapshot()
+    assert after[0] <= sockets
+    assert after[1] == threads
+    assert after[2] - rss < 10
