@@ -397,6 +397,8 @@ class LLM(BaseLLM):
             gen = _map_stream(self._stream_complete(self.messages_to_prompt(messages), **kwargs), completion_to_chat)
         else:
             gen = self._stream_chat(messages, **kwargs)
+        if event is None and isinstance(gen, Generator):
+            return gen  # no callbacks: no wrapper on the per-chunk path
         return self._observe(event, gen)
 
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
@@ -413,6 +415,8 @@ class LLM(BaseLLM):
             gen = _map_stream(self._stream_chat(self._prompt_messages(prompt), **kwargs), chat_to_completion)
         else:
             gen = self._stream_complete(self._prepare_prompt(prompt, formatted), **kwargs)
+        if event is None and isinstance(gen, Generator):
+            return gen  # no callbacks: no wrapper on the per-chunk path
         return self._observe(event, gen)
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -454,6 +458,8 @@ class LLM(BaseLLM):
             gen = _amap_stream(self._astream_complete(prompt, **kwargs), completion_to_chat)
         else:
             gen = self._astream_chat(messages, **kwargs)
+        if event is None and isinstance(gen, AsyncGenerator):
+            return gen
         return self._aobserve(event, gen)
 
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
@@ -464,6 +470,8 @@ class LLM(BaseLLM):
             gen = _amap_stream(self._astream_chat(self._prompt_messages(prompt), **kwargs), chat_to_completion)
         else:
             gen = self._astream_complete(self._prepare_prompt(prompt, formatted), **kwargs)
+        if event is None and isinstance(gen, AsyncGenerator):
+            return gen
         return self._aobserve(event, gen)
 
     # ----------------------------------------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-
 from bench.canned_server import running
+
 from llmkit import ChatMessage, OpenAILike
 
 pytestmark = pytest.mark.slow

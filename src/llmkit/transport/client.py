@@ -336,7 +336,8 @@ class HTTPTransport:
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> Iterator[ServerSentEvent]:
         """Server-sent events of a streamed answer (see :meth:`stream_lines`)."""
-        lines = self.stream_lines(request, timeout=timeout, max_retries=max_retries)
+        response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
+        lines = self.lines(response)
         try:
             yield from iter_sse(lines)
         finally:
@@ -346,7 +347,8 @@ class HTTPTransport:
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> AsyncIterator[ServerSentEvent]:
         """Async :meth:`stream_events`."""
-        lines = self.astream_lines(request, timeout=timeout, max_retries=max_retries)
+        response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
+        lines = self.alines(response)
         try:
             async for event in aiter_sse(lines):
                 yield event

@@ -67,9 +67,15 @@ class SSEDecoder:
 def iter_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
     """Events from lines."""
     decoder = SSEDecoder()
+    feed = decoder.feed
+    data = decoder._data
     for line in lines:
-        event = decoder.feed(line)
+        if line.startswith("data: "):  # the common case, inlined: one more line of data
+            data.append(line[6:])
+            continue
+        event = feed(line)
         if event is not None:
+            data = decoder._data  # flush() started a new list
             yield event
     last = decoder.flush()
     if last is not None:
@@ -79,9 +85,15 @@ def iter_sse(lines: Iterable[str]) -> Iterator[ServerSentEvent]:
 async def aiter_sse(lines: AsyncIterable[str]) -> AsyncIterator[ServerSentEvent]:
     """Events from async lines."""
     decoder = SSEDecoder()
+    feed = decoder.feed
+    data = decoder._data
     async for line in lines:
-        event = decoder.feed(line)
+        if line.startswith("data: "):
+            data.append(line[6:])
+            continue
+        event = feed(line)
         if event is not None:
+            data = decoder._data
             yield event
     last = decoder.flush()
     if last is not None:

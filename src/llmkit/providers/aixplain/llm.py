@@ -416,7 +416,7 @@ class AiXplainLLM(HTTPLLM):
                 response = self.transport.send(request, stream=True, **self._start_timeout(timeout))
             except LLMError as exc:
                 return ModelResponseStreamer(iter(()), failure=self._failure(exc))
-            return ModelResponseStreamer(self.transport.lines(response))
+            return ModelResponseStreamer(self.transport.lines(response), on_close=response.close)
         start = time.monotonic()
         try:
             started = self._read_start(self.transport.request_json(request, **self._start_timeout(timeout)))

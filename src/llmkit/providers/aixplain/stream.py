@@ -10,7 +10,7 @@ are understood; ``[DONE]`` ends the stream.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +96,12 @@ class ModelResponseStreamer:
         ('Hello', <ResponseStatus.SUCCESS: 'SUCCESS'>)
     """
 
-    def __init__(self, lines: Any, *, failure: ModelResponse | None = None) -> None:
+    def __init__(
+        self, lines: Any, *, failure: ModelResponse | None = None, on_close: Callable[[], None] | None = None
+    ) -> None:
         self._lines = lines
         self._failure = failure
+        self._on_close = on_close
         self.status = ResponseStatus.IN_PROGRESS if failure is None else ResponseStatus.FAILED
         self._chunks = self._generate()
 
@@ -147,6 +150,8 @@ class ModelResponseStreamer:
         close = getattr(self._lines, "close", None)
         if close is not None:
             close()
+        if self._on_close is not None:  # the response, even when iteration never started
+            self._on_close()
 
     def __enter__(self) -> ModelResponseStreamer:
         return self
