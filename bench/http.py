@@ -217,7 +217,7 @@ def run(
             (c.name, statistics.median(c.per_call["chat"]) * 1e6, statistics.median(c.per_call["stream"]) * 1e6)
             for c in cases
         ]
-        async_rates = measure_async(base, levels, rounds=3)
+        async_rates = measure_async(base, levels, rounds=5)
         rss = rss_growth(base, rss_calls)
     return Results(sequential, async_rates, rss)
 

@@ -45,7 +45,7 @@ from llmkit.providers.aixplain.response import (
     failed,
     status_error_text,
 )
-from llmkit.providers.aixplain.stream import ModelResponseStreamer, StreamEvent, parse_line
+from llmkit.providers.aixplain.stream import ModelResponseStreamer, StreamEvent, content_text, parse_line
 from llmkit.providers.base import HTTPLLM, call_options
 from llmkit.transport import PollSchedule, PollTimeout, Request, apoll, poll
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, TextBlock, Usage
@@ -123,16 +123,6 @@ def check_url(url: str, what: str) -> str:
 def _sent_top_p(top_p: float | None) -> float | None:
     # 1.0 is the neutral value and the signature's default; the SDK leaves top_p out of the body unless it is set.
     return None if top_p is None or top_p == 1.0 else top_p
-
-
-def _text(data: Any) -> str:
-    if isinstance(data, str):
-        return data
-    if isinstance(data, dict):
-        for key in ("text", "output"):
-            if isinstance(data.get(key), str):
-                return str(data[key])
-    return "" if data is None else str(data)
 
 
 def _usage(usage: Any) -> Usage | None:
@@ -373,6 +363,31 @@ class AiXplainLLM(HTTPLLM):
 
     # -- the SDK's API ---------------------------------------------------------------------------------------------
 
+    def _sdk_payload(
+        self,
+        data: Any,
+        context: str | None,
+        prompt: str | None,
+        history: list[dict[str, Any]] | None,
+        temperature: float | None,
+        max_tokens: int,
+        top_p: float | None,
+        parameters: dict[str, Any] | None,
+        stream: bool = False,
+    ) -> dict[str, Any]:
+        return build_payload(
+            data,
+            context=context,
+            prompt=prompt,
+            history=history,
+            temperature=temperature,
+            default_temperature=self.temperature,
+            max_tokens=max_tokens,
+            top_p=_sent_top_p(top_p),
+            parameters=parameters,
+            stream=stream,
+        )
+
     def run(
         self,
         data: Any,
@@ -398,18 +413,7 @@ class AiXplainLLM(HTTPLLM):
             >>> response["data"], response.status  # doctest: +SKIP
             ('Hi! How can I help?', <ResponseStatus.SUCCESS: 'SUCCESS'>)
         """
-        payload = build_payload(
-            data,
-            context=context,
-            prompt=prompt,
-            history=history,
-            temperature=temperature,
-            default_temperature=self.temperature,
-            max_tokens=max_tokens,
-            top_p=_sent_top_p(top_p),
-            parameters=parameters,
-            stream=stream,
-        )
+        payload = self._sdk_payload(data, context, prompt, history, temperature, max_tokens, top_p, parameters, stream)
         request = self._run_request(self.run_url, payload)
         if stream:
             try:
@@ -442,17 +446,7 @@ class AiXplainLLM(HTTPLLM):
         parameters: dict[str, Any] | None = None,
     ) -> ModelResponse:
         """Start a job on the v1 endpoint; the ``IN_PROGRESS`` response's ``url`` is where to :meth:`poll`."""
-        payload = build_payload(
-            data,
-            context=context,
-            prompt=prompt,
-            history=history,
-            temperature=temperature,
-            default_temperature=self.temperature,
-            max_tokens=max_tokens,
-            top_p=_sent_top_p(top_p),
-            parameters=parameters,
-        )
+        payload = self._sdk_payload(data, context, prompt, history, temperature, max_tokens, top_p, parameters)
         try:
             return self._read_start(self.transport.request_json(self._run_request(self.run_async_url, payload)))
         except LLMError as exc:
@@ -523,7 +517,7 @@ class AiXplainLLM(HTTPLLM):
         if "requestId" in response.additional_fields:
             extra["request_id"] = response.additional_fields["requestId"]
         return ChatResponse(
-            message=_assistant(_text(response.data)),
+            message=_assistant(content_text(response.data)),
             raw=response.to_dict(),
             usage=_usage(response.usage),
             additional_kwargs=extra,

@@ -32,7 +32,8 @@ class StreamEvent:
     used_credits: float | None = None
 
 
-def _content(value: Any) -> str:
+def content_text(value: Any) -> str:
+    """The text in a ``data`` value: a string, or an object's ``text``/``output``, else its JSON."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
@@ -74,7 +75,7 @@ def parse_line(line: str) -> StreamEvent | None:
     if "choices" in body:
         event = _openai_chunk(body)
     elif "data" in body:
-        event = StreamEvent(text=_content(body["data"]))
+        event = StreamEvent(text=content_text(body["data"]))
     else:
         event = StreamEvent(usage=body.get("usage") if isinstance(body.get("usage"), dict) else None)
     event.done = status in _END_STATUSES
