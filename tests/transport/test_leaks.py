@@ -45,7 +45,7 @@ def test_10000_sequential_calls(base: str) -> None:
             list(llm.stream_chat(MESSAGES))
     after = snapshot()
     assert after[0] <= sockets  # one pooled connection, reused by chat and streams alike
-    assert after[1] == threads
+    assert after[1] <= threads  # (other tests' server threads may end meanwhile)
     assert after[2] - rss < 5, f"RSS grew {after[2] - rss:.1f} MB over 10,000 calls"
     llm.close()
     assert snapshot()[0] == sockets - 1
@@ -72,7 +72,7 @@ def test_1000_concurrent_async_calls(base: str) -> None:
     marks = asyncio.run(run())
     sockets = [m[0] for m in marks[:-1]]
     assert max(sockets[1:]) <= sockets[0]  # later bursts reuse (or shrink) the pool instead of growing it
-    assert len({m[1] for m in marks}) == 1  # no thread per call
+    assert max(m[1] for m in marks) <= marks[0][1]  # no thread per call
     assert marks[-2][2] - marks[0][2] < 5
     assert marks[-1][0] <= before[0]  # aclose() released every connection
 
@@ -86,5 +86,5 @@ def test_thousands_of_llm_objects(base: str) -> None:
         OpenAILike(model="bench", api_base=base)  # construction does no I/O and holds nothing
     after = snapshot()
     assert after[0] <= sockets
-    assert after[1] == threads
+    assert after[1] <= threads
     assert after[2] - rss < 10
