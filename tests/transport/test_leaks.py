@@ -25,11 +25,15 @@ def base() -> Iterator[str]:
         yield url
 
 
-def snapshot() -> tuple[int, int, float]:
-    """Open sockets, threads, RSS in MB."""
+def snapshot(base: str) -> tuple[int, int, float]:
+    """Open connections to the server at ``base`` (other tests' servers live in this process too), threads, RSS MB."""
     gc.collect()
     process = psutil.Process()
-    return len(process.net_connections(kind="tcp")), threading.active_count(), process.memory_info().rss / 1e6
+    port = int(base.rsplit(":", 1)[1].split("/")[0])
+    ours = [
+        c for c in process.net_connections(kind="tcp") if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED"
+    ]
+    return len(ours), threading.active_count(), process.memory_info().rss / 1e6
 
 
 def test_10000_sequential_calls(base: str) -> None:
@@ -37,18 +41,18 @@ def test_10000_sequential_calls(base: str) -> None:
     for _ in range(500):  # warm-up: the pool, caches, allocator arenas
         llm.chat(MESSAGES)
         list(llm.stream_chat(MESSAGES))
-    sockets, threads, rss = snapshot()
+    sockets, threads, rss = snapshot(base)
     for i in range(10_000):
         if i % 2:
             llm.chat(MESSAGES)
         else:
             list(llm.stream_chat(MESSAGES))
-    after = snapshot()
-    assert after[0] <= sockets  # one pooled connection, reused by chat and streams alike
+    after = snapshot(base)
+    assert after[0] == sockets == 1  # one pooled connection, reused by chat and streams alike
     assert after[1] <= threads  # (other tests' server threads may end meanwhile)
     assert after[2] - rss < 5, f"RSS grew {after[2] - rss:.1f} MB over 10,000 calls"
     llm.close()
-    assert snapshot()[0] == sockets - 1
+    assert snapshot(base)[0] == 0
 
 
 def test_1000_concurrent_async_calls(base: str) -> None:
@@ -60,31 +64,30 @@ def test_1000_concurrent_async_calls(base: str) -> None:
 
     async def run() -> list[tuple[int, int, float]]:
         await burst()  # warm-up
-        marks = [snapshot()]
+        marks = [snapshot(base)]
         for _ in range(3):
             await burst()
-            marks.append(snapshot())
+            marks.append(snapshot(base))
         await llm.aclose()
-        marks.append(snapshot())
+        marks.append(snapshot(base))
         return marks
 
-    before = snapshot()
     marks = asyncio.run(run())
     sockets = [m[0] for m in marks[:-1]]
     assert max(sockets[1:]) <= sockets[0]  # later bursts reuse (or shrink) the pool instead of growing it
     assert max(m[1] for m in marks) <= marks[0][1]  # no thread per call
     assert marks[-2][2] - marks[0][2] < 5
-    assert marks[-1][0] <= before[0]  # aclose() released every connection
+    assert marks[-1][0] == 0  # aclose() released every connection
 
 
 def test_thousands_of_llm_objects(base: str) -> None:
-    sockets, threads, rss = snapshot()
+    sockets, threads, rss = snapshot(base)
     for _ in range(2000):
         with OpenAILike(model="bench", api_base=base) as llm:
             llm.chat(MESSAGES)
     for _ in range(2000):
         OpenAILike(model="bench", api_base=base)  # construction does no I/O and holds nothing
-    after = snapshot()
-    assert after[0] <= sockets
+    after = snapshot(base)
+    assert after[0] == sockets == 0
     assert after[1] <= threads
     assert after[2] - rss < 10
