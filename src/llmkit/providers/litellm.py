@@ -39,7 +39,7 @@ from llmkit.errors import (
 from llmkit.llm import LLM
 from llmkit.providers.openai import ChatStreamParser, parse_chat, to_openai_message, tools_body
 from llmkit.structured import PydanticProgramMode
-from llmkit.transport import RetryPolicy, is_retryable_error
+from llmkit.transport import RetryPolicy
 from llmkit.transport.errors import error_for_status
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata
 
@@ -202,13 +202,6 @@ class LiteLLM(LLM):
         value = kwargs.pop("max_retries", None)
         return self.max_retries if value is None else int(value)
 
-    def _next_delay(self, error: LLMError, attempt: int, retries: int) -> float | None:
-        if attempt > retries or not is_retryable_error(error):
-            return None
-        delay = self._retry_policy.delay(attempt, getattr(error, "retry_after", None))
-        self.callback_manager.retry(attempt, delay, error)
-        return delay
-
     def _with_retries(self, call: Callable[[], T], retries: int) -> T:
         attempt = 0
         while True:
@@ -217,7 +210,7 @@ class LiteLLM(LLM):
                 return call()
             except Exception as exc:
                 error = map_error(exc)
-                delay = self._next_delay(error, attempt, retries)
+                delay = self._retry_policy.next_delay(error, attempt, retries, self.callback_manager)
                 if delay is None:
                     raise error from (exc if exc is not error else None)
             time.sleep(delay)
@@ -230,7 +223,7 @@ class LiteLLM(LLM):
                 return await call()
             except Exception as exc:
                 error = map_error(exc)
-                delay = self._next_delay(error, attempt, retries)
+                delay = self._retry_policy.next_delay(error, attempt, retries, self.callback_manager)
                 if delay is None:
                     raise error from (exc if exc is not error else None)
             await asyncio.sleep(delay)

@@ -10,11 +10,10 @@ from llmkit.transport.client import (
     Request,
     TimeoutTypes,
     as_timeout,
-    is_retryable_error,
 )
 from llmkit.transport.errors import ErrorHook, status_error
 from llmkit.transport.polling import PollSchedule, PollTimeout, apoll, poll
-from llmkit.transport.retry import RetryPolicy, is_retryable_status, parse_retry_after
+from llmkit.transport.retry import RetryPolicy, is_retryable_error, is_retryable_status, parse_retry_after
 from llmkit.transport.sse import ServerSentEvent, SSEDecoder, aiter_sse, iter_sse
 
 __all__ = [

@@ -24,13 +24,9 @@ import httpx
 from llmkit.callbacks import CallbackManager
 from llmkit.errors import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
-    ConflictError,
     LLMError,
-    RateLimitError,
     ResponseParseError,
-    ServerError,
     StreamError,
 )
 from llmkit.transport.errors import ErrorHook, status_error
@@ -64,15 +60,6 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     if isinstance(value, httpx.Timeout):
         return value
     return httpx.Timeout(value, connect=min(float(value), 10.0))
-
-
-def is_retryable_error(error: LLMError) -> bool:
-    """Whether a failed attempt may be retried: connection errors, 408, 409, 429 and 5xx."""
-    if isinstance(error, APIConnectionError):
-        return True
-    if isinstance(error, RateLimitError | ServerError | ConflictError):
-        return True
-    return isinstance(error, APIStatusError) and error.status_code == 408
 
 
 class HTTPTransport:
@@ -200,17 +187,6 @@ class HTTPTransport:
     def _deadline(self) -> float | None:
         return None if self.total_timeout is None else time.monotonic() + self.total_timeout
 
-    def _next_delay(self, error: LLMError, attempt: int, retries: int, deadline: float | None) -> float | None:
-        """The wait before the next attempt, or None when the error is final."""
-        if attempt > retries or not is_retryable_error(error):
-            return None
-        delay = self.retry_policy.delay(attempt, getattr(error, "retry_after", None))
-        if deadline is not None and time.monotonic() + delay >= deadline:
-            return None
-        if self.callback_manager is not None:
-            self.callback_manager.retry(attempt, delay, error)
-        return delay
-
     def send(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> httpx.Response:
@@ -233,7 +209,7 @@ class HTTPTransport:
                 response.close()
                 error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
                 cause = error
-            delay = self._next_delay(error, attempt, retries, deadline)
+            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline)
             if delay is None:
                 raise error from (cause if cause is not error else None)
             time.sleep(delay)
@@ -260,7 +236,7 @@ class HTTPTransport:
                 await response.aclose()
                 error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
                 cause = error
-            delay = self._next_delay(error, attempt, retries, deadline)
+            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline)
             if delay is None:
                 raise error from (cause if cause is not error else None)
             await asyncio.sleep(delay)

@@ -7,8 +7,14 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
+
+from llmkit.errors import APIConnectionError, APIStatusError, ConflictError, LLMError, RateLimitError, ServerError
+
+if TYPE_CHECKING:
+    from llmkit.callbacks import CallbackManager
 
 #: Statuses worth another try: timeout, conflict, rate limit, and every server error.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -17,6 +23,15 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 def is_retryable_status(status: int) -> bool:
     """408, 409, 429 and 5xx are retried; other 4xx never are."""
     return status in RETRYABLE_STATUSES or status >= 500
+
+
+def is_retryable_error(error: LLMError) -> bool:
+    """Whether a failed attempt may be retried: connection errors, 408, 409, 429 and 5xx."""
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, RateLimitError | ServerError | ConflictError):
+        return True
+    return isinstance(error, APIStatusError) and error.status_code == 408
 
 
 def parse_retry_after(headers: Mapping[str, str] | httpx.Headers) -> float | None:
@@ -59,3 +74,23 @@ class RetryPolicy:
             return retry_after
         backoff = min(self.initial_delay * 2.0 ** (retry_number - 1), self.max_delay)
         return backoff * (1 - 0.25 * random.random())
+
+    def next_delay(
+        self,
+        error: LLMError,
+        attempt: int,
+        retries: int,
+        callbacks: CallbackManager | None = None,
+        deadline: float | None = None,
+    ) -> float | None:
+        """The wait before retrying after failed ``attempt`` (1-based), or None when ``error`` is final: not
+        retryable, out of retries, or past ``deadline`` (``time.monotonic()``). Each retry is reported to
+        ``callbacks``."""
+        if attempt > retries or not is_retryable_error(error):
+            return None
+        delay = self.delay(attempt, getattr(error, "retry_after", None))
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            return None
+        if callbacks is not None:
+            callbacks.retry(attempt, delay, error)
+        return delay
