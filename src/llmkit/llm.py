@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
@@ -190,6 +190,16 @@ async def _athread_stream(gen: Iterator[R]) -> AsyncGenerator[R, None]:
             await asyncio.to_thread(close)
 
 
+def _whole(response: R) -> R:
+    """A whole answer as the one chunk of a stream (its delta is all of its text)."""
+    delta = response.text if isinstance(response, CompletionResponse) else response.message.content or ""
+    return response.model_copy(update={"delta": delta})
+
+
+async def _aone_chunk(call: Callable[[], Awaitable[R]]) -> AsyncGenerator[R, None]:
+    yield _whole(await call())
+
+
 class LLM(BaseLLM):
     """The main class for interacting with language models.
 
@@ -224,26 +234,28 @@ class LLM(BaseLLM):
         raise NotImplementedError(f"{type(self).__name__} implements neither _chat nor _complete")
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
-        response = self._chat(messages, **kwargs)
-        yield response.model_copy(update={"delta": response.message.content or ""})
+        yield _whole(self._chat(messages, **kwargs))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         return await asyncio.to_thread(self._chat, messages, **kwargs)
 
     def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        if not type(self)._overrides("_stream_chat"):  # no native stream: the (natively async) answer, one chunk
+            return _aone_chunk(lambda: self._achat(messages, **kwargs))
         return _athread_stream(iter(self._stream_chat(messages, **kwargs)))
 
     def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
         raise NotImplementedError(f"{type(self).__name__} implements neither _chat nor _complete")
 
     def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[CompletionResponse]:
-        response = self._complete(prompt, **kwargs)
-        yield response.model_copy(update={"delta": response.text})
+        yield _whole(self._complete(prompt, **kwargs))
 
     async def _acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
         return await asyncio.to_thread(self._complete, prompt, **kwargs)
 
     def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
+        if not type(self)._overrides("_stream_complete"):
+            return _aone_chunk(lambda: self._acomplete(prompt, **kwargs))
         return _athread_stream(iter(self._stream_complete(prompt, **kwargs)))
 
     def _native_structured_modes(self) -> set[PydanticProgramMode]:

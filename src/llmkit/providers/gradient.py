@@ -6,8 +6,9 @@ is weak, llmkit does better without changing what goes on the wire: constructing
 model is resolved on first use and cached), async is real async I/O, 429 and 5xx are retried with backoff, calls
 have timeouts, and error bodies become typed errors.
 
-Gradient has no streaming: ``stream_complete``/``stream_chat`` (and their async forms) yield the whole answer as one
-chunk, so provider-agnostic code runs unchanged.
+Gradient has no streaming: ``stream_complete``/``stream_chat`` (and their async forms, on real async I/O) yield the
+whole answer as one chunk, as :class:`~llmkit.llm.LLM` does for every provider without a stream, so
+provider-agnostic code runs unchanged.
 
 Example:
     >>> from llmkit.providers.gradient import GradientBaseModelLLM
@@ -23,7 +24,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 from urllib.parse import quote
 
@@ -299,14 +299,6 @@ class _BaseGradientLLM(HTTPLLM):
         completion_body(prompt, self.max_tokens, kwargs)
         request = self._completion_request(await self.amodel_id(), prompt, kwargs)
         return parse_completion(await self.transport.arequest_json(request, **options))
-
-    def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
-        return _one_chunk(self._acomplete(prompt, **kwargs))
-
-
-async def _one_chunk(pending: Awaitable[CompletionResponse]) -> AsyncIterator[CompletionResponse]:
-    response = await pending
-    yield response.model_copy(update={"delta": response.text})
 
 
 class GradientBaseModelLLM(_BaseGradientLLM):

@@ -257,10 +257,7 @@ class LiteLLM(LLM):
         except Exception as exc:
             raise StreamError(f"litellm: the stream broke: {map_error(exc)}", received=parser.text) from exc
 
-    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
-        return self._astream(messages, kwargs)
-
-    async def _astream(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> AsyncIterator[ChatResponse]:
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         litellm = import_litellm()
         retries = self._retries(kwargs)
         call = self._call_kwargs(messages, kwargs, stream=True)

@@ -48,7 +48,7 @@ from llmkit.providers.aixplain.response import (
 from llmkit.providers.aixplain.stream import ModelResponseStreamer, StreamEvent, content_text, parse_line
 from llmkit.providers.base import HTTPLLM, call_options
 from llmkit.transport import PollSchedule, PollTimeout, Request, apoll, poll
-from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, TextBlock, Usage
+from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, Usage, text_message
 
 DEFAULT_RUN_URL = "https://models.aixplain.com/api/v1/execute"
 DEFAULT_BACKEND_URL = "https://platform-api.aixplain.com"
@@ -133,10 +133,6 @@ def _usage(usage: Any) -> Usage | None:
         completion_tokens=usage.get("completion_tokens"),
         total_tokens=usage.get("total_tokens"),
     )
-
-
-def _assistant(text: str) -> ChatMessage:
-    return ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text=text)])
 
 
 _HISTORY_ROLES = {MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant"}
@@ -517,7 +513,7 @@ class AiXplainLLM(HTTPLLM):
         if "requestId" in response.additional_fields:
             extra["request_id"] = response.additional_fields["requestId"]
         return ChatResponse(
-            message=_assistant(content_text(response.data)),
+            message=text_message(content_text(response.data)),
             raw=response.to_dict(),
             usage=_usage(response.usage),
             additional_kwargs=extra,
@@ -566,9 +562,7 @@ class AiXplainLLM(HTTPLLM):
         finally:
             lines.close()
 
-    async def _astream_chat_gen(
-        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
-    ) -> AsyncIterator[ChatResponse]:
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         options = call_options(kwargs)
         request = self._run_request(self.run_url, self._chat_payload(messages, kwargs, stream=True))
         lines = self.transport.astream_lines(request, **options)
@@ -585,9 +579,6 @@ class AiXplainLLM(HTTPLLM):
             raise
         finally:
             await lines.aclose()
-
-    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
-        return self._astream_chat_gen(messages, kwargs)
 
 
 class _StreamState:
@@ -610,7 +601,7 @@ class _StreamState:
         self.text += event.text
         extra = {"used_credits": event.used_credits} if event.used_credits is not None else {}
         return ChatResponse(
-            message=_assistant(self.text), delta=event.text, usage=_usage(event.usage), additional_kwargs=extra
+            message=text_message(self.text), delta=event.text, usage=_usage(event.usage), additional_kwargs=extra
         )
 
 
