@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 
@@ -205,3 +206,45 @@ async def test_async_stream_drop(fault_server: FaultServer) -> None:
         async for _ in await llm.astream_chat(HI):
             pass
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("replay_safe", "scenario", "expected"),
+    [
+        (False, "always-503", 1),  # ambiguous: the job may have started, so it is never sent twice
+        (True, "always-503", 3),
+        (False, "429-then-ok", 2),  # a 429 says the server did nothing: replayed
+    ],
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_replay_safety(fault_server: FaultServer, replay_safe: bool, scenario: str, expected: int, mode: str) -> None:
+    from llmkit.transport import HTTPTransport, Request
+    from llmkit.transport.retry import RetryPolicy
+
+    test_id = uuid.uuid4().hex
+    transport = HTTPTransport(base_url=fault_server.url, max_retries=2, retry_policy=RetryPolicy(initial_delay=0.01))
+    request = Request(
+        "POST", "/chat/completions", json={"model": scenario}, headers={"x-test-id": test_id}, replay_safe=replay_safe
+    )
+    outcome = pytest.raises(ServerError) if scenario == "always-503" else contextlib.nullcontext()
+    with outcome:
+        if mode == "sync":
+            transport.send(request).close()
+        else:
+            asyncio.run(transport.asend(request)).close()
+    assert len(attempts(fault_server, test_id)) == expected
+    transport.close()
+
+
+def test_unsent_requests_replay_even_when_unsafe() -> None:
+    from llmkit.transport import HTTPTransport, Request
+    from llmkit.transport.retry import RetryPolicy
+
+    retries = Retries()
+    transport = HTTPTransport(
+        base_url="http://127.0.0.1:9", max_retries=2, retry_policy=RetryPolicy(initial_delay=0.01),
+        callback_manager=CallbackManager([retries]),
+    )
+    with pytest.raises(APIConnectionError):
+        transport.send(Request("POST", "/jobs", json={}, replay_safe=False))
+    assert [seen[0] for seen in retries.seen] == [1, 2]

@@ -26,6 +26,7 @@ from llmkit.errors import (
     APIConnectionError,
     APITimeoutError,
     LLMError,
+    RateLimitError,
     ResponseParseError,
     StreamError,
 )
@@ -37,12 +38,18 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 #: Keep up to 100 idle connections (httpx keeps 20), so bursts of concurrent calls reuse them instead of reconnecting.
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 TimeoutTypes = float | httpx.Timeout | None
+#: Failures that prove the request never reached the server, so replaying it cannot repeat its work.
+UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(slots=True)
 class Request:
     """What a provider asks the transport to send. ``url`` is absolute or relative to the transport's base URL;
-    ``content`` is a pre-serialised body, for services whose exact bytes matter (it wins over ``json``)."""
+    ``content`` is a pre-serialised body, for services whose exact bytes matter (it wins over ``json``).
+
+    ``replay_safe=False`` marks a request that starts billable or non-idempotent work (a job start): after an
+    ambiguous failure (a 5xx, 408 or 409, a timeout or a reset once the request may have reached the server) it is
+    never sent again. A 429 or a failure to connect replays any request: the server did not act on it."""
 
     method: str
     url: str
@@ -51,6 +58,7 @@ class Request:
     headers: dict[str, str] | None = None
     params: dict[str, Any] | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
+    replay_safe: bool = True
 
 
 def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
@@ -202,14 +210,16 @@ class HTTPTransport:
             except httpx.HTTPError as exc:
                 error = self._transport_error(exc, request.url)
                 cause: BaseException = exc
+                unsent = isinstance(exc, UNSENT_ERRORS)
             else:
                 if response.status_code < 400:
                     return response
                 content = response.read()
                 response.close()
                 error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-                cause = error
-            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline)
+                cause, unsent = error, False
+            replayable = request.replay_safe or unsent or isinstance(error, RateLimitError)
+            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline, replayable)
             if delay is None:
                 raise error from (cause if cause is not error else None)
             time.sleep(delay)
@@ -229,14 +239,16 @@ class HTTPTransport:
             except httpx.HTTPError as exc:
                 error = self._transport_error(exc, request.url)
                 cause: BaseException = exc
+                unsent = isinstance(exc, UNSENT_ERRORS)
             else:
                 if response.status_code < 400:
                     return response
                 content = await response.aread()
                 await response.aclose()
                 error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-                cause = error
-            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline)
+                cause, unsent = error, False
+            replayable = request.replay_safe or unsent or isinstance(error, RateLimitError)
+            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline, replayable)
             if delay is None:
                 raise error from (cause if cause is not error else None)
             await asyncio.sleep(delay)

@@ -82,11 +82,12 @@ class RetryPolicy:
         retries: int,
         callbacks: CallbackManager | None = None,
         deadline: float | None = None,
+        replayable: bool = True,
     ) -> float | None:
         """The wait before retrying after failed ``attempt`` (1-based), or None when ``error`` is final: not
-        retryable, out of retries, or past ``deadline`` (``time.monotonic()``). Each retry is reported to
-        ``callbacks``."""
-        if attempt > retries or not is_retryable_error(error):
+        retryable, out of retries, past ``deadline`` (``time.monotonic()``), or not ``replayable`` (the request is
+        not safe to send twice and may have reached the server). Each retry is reported to ``callbacks``."""
+        if attempt > retries or not replayable or not is_retryable_error(error):
             return None
         delay = self.delay(attempt, getattr(error, "retry_after", None))
         if deadline is not None and time.monotonic() + delay >= deadline:
