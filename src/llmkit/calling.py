@@ -109,7 +109,7 @@ def call_steps(
 ) -> Steps[list[ToolSelection] | str]:
     """Ask the model for tool calls; returns the selections, or the model's direct answer."""
     messages = _conversation(user_msg, chat_history)
-    if llm.metadata.is_function_calling_model:
+    if llm.capabilities.tool_calling:
         request = {"tools": [t.metadata for t in tools], "tool_choice": kwargs.pop("tool_choice", "auto"), **kwargs}
         response = yield messages, request
         selections = tool_selections(response)

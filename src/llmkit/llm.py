@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
@@ -25,6 +27,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from llmkit._steps import arun_steps, run_steps
 from llmkit.callbacks import CallbackManager, LLMEvent
+from llmkit.capabilities import Capabilities
 from llmkit.errors import ToolCallError
 from llmkit.prompts import BasePromptTemplate
 from llmkit.prompts import completion_to_prompt as default_completion_to_prompt
@@ -46,7 +49,6 @@ from llmkit.types import (
     LLMMetadata,
     MessageRole,
     TextBlock,
-    Usage,
     chat_to_completion,
     completion_to_chat,
 )
@@ -176,17 +178,35 @@ def _next_or_done(iterator: Iterator[Any]) -> Any:
     return next(iterator, _SENTINEL_DONE)
 
 
+_stream_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _stream_workers() -> concurrent.futures.ThreadPoolExecutor:
+    global _stream_pool
+    if _stream_pool is None:
+        _stream_pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="llmkit-stream")
+    return _stream_pool
+
+
 async def _athread_stream(gen: Iterator[R]) -> AsyncGenerator[R, None]:
-    """Pump a blocking generator from a worker thread, one item at a time, so the event loop never blocks."""
+    """Pump a blocking generator from a worker thread, one item at a time, so the event loop never blocks.
+
+    Cancelling the consumer cancels at once; a step still running in its worker closes the generator there when
+    it returns (closing it from here meanwhile would fail with "generator already executing")."""
+    workers = _stream_workers()
+    close: Callable[[], object] = getattr(gen, "close", None) or (lambda: None)
+    step: concurrent.futures.Future[Any] | None = None
     try:
         while True:
-            item = await asyncio.to_thread(_next_or_done, gen)
+            step = workers.submit(contextvars.copy_context().run, _next_or_done, gen)
+            item = await asyncio.wrap_future(step)
             if item is _SENTINEL_DONE:
                 return
             yield item
     finally:
-        close = getattr(gen, "close", None)
-        if close is not None:
+        if step is not None and not step.done():
+            step.add_done_callback(lambda _: close())
+        else:
             await asyncio.to_thread(close)
 
 
@@ -198,6 +218,50 @@ def _whole(response: R) -> R:
 
 async def _aone_chunk(call: Callable[[], Awaitable[R]]) -> AsyncGenerator[R, None]:
     yield _whole(await call())
+
+
+def _end_event(
+    manager: CallbackManager, event: LLMEvent | None, response: ChatResponse | CompletionResponse | None
+) -> None:
+    if event is not None:
+        manager.end(event, response, response.usage if response is not None else None)
+
+
+class _Event:
+    """A call's event as a context manager: an exception inside reports the error, ``done(response)`` the end."""
+
+    __slots__ = ("event", "manager", "response")
+
+    def __init__(self, manager: CallbackManager | None, event: LLMEvent | None) -> None:
+        self.manager, self.event = manager, event
+        self.response: ChatResponse | CompletionResponse | None = None
+
+    def done(self, response: R) -> R:
+        self.response = response
+        return response
+
+    def __enter__(self) -> _Event:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        if self.manager is None or self.event is None:
+            return
+        if exc is not None:
+            self.manager.error(self.event, exc)
+        else:
+            _end_event(self.manager, self.event, self.response)
+
+
+class _NoEvent(_Event):
+    """The event of a call nobody listens to: stateless, shared."""
+
+    __slots__ = ()
+
+    def done(self, response: R) -> R:
+        return response
+
+
+_NO_EVENT = _NoEvent(None, None)
 
 
 class LLM(BaseLLM):
@@ -240,7 +304,7 @@ class LLM(BaseLLM):
         return await asyncio.to_thread(self._chat, messages, **kwargs)
 
     def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
-        if not type(self)._overrides("_stream_chat"):  # no native stream: the (natively async) answer, one chunk
+        if not self._capabilities().streaming:  # no native stream: the (natively async) answer, as one chunk
             return _aone_chunk(lambda: self._achat(messages, **kwargs))
         return _athread_stream(iter(self._stream_chat(messages, **kwargs)))
 
@@ -254,32 +318,51 @@ class LLM(BaseLLM):
         return await asyncio.to_thread(self._complete, prompt, **kwargs)
 
     def _astream_complete(self, prompt: str, **kwargs: Any) -> AsyncIterator[CompletionResponse]:
-        if not type(self)._overrides("_stream_complete"):
+        if not self._capabilities().streaming:
             return _aone_chunk(lambda: self._acomplete(prompt, **kwargs))
         return _athread_stream(iter(self._stream_complete(prompt, **kwargs)))
 
-    def _native_structured_modes(self) -> set[PydanticProgramMode]:
-        """The structured-output modes the service supports natively (LLM mode always works)."""
-        return {PydanticProgramMode.FUNCTION} if self.metadata.is_function_calling_model else set()
-
     # ----------------------------------------------------------------------------------------------------------------
-    # Routing: which family serves a call, and the transforms applied once on the way in.
+    # Capabilities (declared by providers) and routing: which family serves a call.
+
+    def _capabilities(self) -> Capabilities:
+        """What the service natively supports: providers declare it. A subclass that declares nothing (a user's own
+        model) gets what its primitives show: the families it implements, native streaming if it streams, and
+        tool calls (hence ``FUNCTION`` structured output) if its metadata says it is a function-calling model."""
+        cls = type(self)
+        chat, completion = cls._implements("_chat"), cls._implements("_complete")
+        calls_tools = self.metadata.is_function_calling_model
+        return Capabilities(
+            chat=chat or not completion,
+            completion=completion,
+            streaming=cls._implements("_stream_chat") or cls._implements("_stream_complete"),
+            structured_modes=frozenset({PydanticProgramMode.FUNCTION}) if calls_tools else frozenset(),
+            tool_calling=calls_tools,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model natively supports, less the structured-output modes the service has refused."""
+        capabilities = self._capabilities()
+        for mode in self._refused_modes:
+            capabilities = capabilities.without_mode(mode)
+        return capabilities
+
+    def refuse_structured_mode(self, mode: PydanticProgramMode) -> None:
+        """Remember that the service refused structured-output ``mode``: ``DEFAULT`` stops trying it on this LLM."""
+        self._refused_modes.add(mode)
 
     @classmethod
-    def _overrides(cls, name: str) -> bool:
+    def _implements(cls, name: str) -> bool:
         return getattr(cls, name) is not getattr(LLM, name)
 
     def _chat_via_completion(self) -> bool:
-        cls = type(self)
-        if not cls._overrides("_chat"):
-            return True
-        return cls._overrides("_complete") and not self.metadata.is_chat_model
+        capabilities = self._capabilities()
+        return not capabilities.chat or (capabilities.completion and not self.metadata.is_chat_model)
 
     def _completion_via_chat(self) -> bool:
-        cls = type(self)
-        if not cls._overrides("_complete"):
-            return True
-        return cls._overrides("_chat") and self.metadata.is_chat_model
+        capabilities = self._capabilities()
+        return not capabilities.completion or (capabilities.chat and self.metadata.is_chat_model)
 
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         out = list(messages)
@@ -301,22 +384,22 @@ class LLM(BaseLLM):
     # ----------------------------------------------------------------------------------------------------------------
     # Callbacks
 
+    def _event(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> _Event:
+        """One call as the callbacks see it: ``with self._event(...) as event: return event.done(response)``."""
+        manager = self.callback_manager
+        if not manager.handlers:
+            return _NO_EVENT  # nobody listens: no event object, no work on the hot path
+        return _Event(manager, manager.start(kind, payload, kwargs, self.class_name()))
+
     def _start(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> LLMEvent | None:
         manager = self.callback_manager
         if not manager.handlers:
             return None
         return manager.start(kind, payload, kwargs, self.class_name())
 
-    def _end(self, event: LLMEvent | None, response: ChatResponse | CompletionResponse | None) -> None:
-        if event is not None:
-            usage: Usage | None = response.usage if response is not None else None
-            self.callback_manager.end(event, response, usage)
-
-    def _fail(self, event: LLMEvent | None, error: BaseException) -> None:
-        if event is not None:
-            self.callback_manager.error(event, error)
-
     def _observe(self, event: LLMEvent | None, gen: Iterator[R]) -> Generator[R, None, None]:
+        """Report a stream's tokens, then its end: when it is exhausted, or closed early by the consumer (the event
+        ends with the last chunk received); a failure reports the error."""
         last: R | None = None
         try:
             for item in gen:
@@ -325,15 +408,20 @@ class LLM(BaseLLM):
                 last = item
                 yield item
         except Exception as exc:
-            self._fail(event, exc)
+            if event is not None:
+                self.callback_manager.error(event, exc)
+            raise
+        except GeneratorExit:
+            _end_event(self.callback_manager, event, last)
             raise
         finally:
             close = getattr(gen, "close", None)
             if close is not None:
                 close()
-        self._end(event, last)
+        _end_event(self.callback_manager, event, last)
 
     async def _aobserve(self, event: LLMEvent | None, gen: AsyncIterator[R]) -> AsyncGenerator[R, None]:
+        """Async :meth:`_observe`; a cancelled stream reports the cancellation as its error."""
         last: R | None = None
         try:
             async for item in gen:
@@ -341,14 +429,18 @@ class LLM(BaseLLM):
                     self.callback_manager.token(event, item.delta)
                 last = item
                 yield item
-        except Exception as exc:
-            self._fail(event, exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            if event is not None:
+                self.callback_manager.error(event, exc)
+            raise
+        except GeneratorExit:
+            _end_event(self.callback_manager, event, last)
             raise
         finally:
             aclose = getattr(gen, "aclose", None)
             if aclose is not None:
                 await aclose()
-        self._end(event, last)
+        _end_event(self.callback_manager, event, last)
 
     # ----------------------------------------------------------------------------------------------------------------
     # The eight endpoints
@@ -362,17 +454,10 @@ class LLM(BaseLLM):
             'Hello'
         """
         messages = self._prepare_messages(messages)
-        event = self._start("chat", messages, kwargs)
-        try:
+        with self._event("chat", messages, kwargs) as event:
             if self._chat_via_completion():
-                response = completion_to_chat(self._complete(self.messages_to_prompt(messages), **kwargs))
-            else:
-                response = self._chat(messages, **kwargs)
-        except Exception as exc:
-            self._fail(event, exc)
-            raise
-        self._end(event, response)
-        return response
+                return event.done(completion_to_chat(self._complete(self.messages_to_prompt(messages), **kwargs)))
+            return event.done(self._chat(messages, **kwargs))
 
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Completion endpoint for LLM. A chat model gets the prompt as a single ``user`` message.
@@ -382,17 +467,10 @@ class LLM(BaseLLM):
             >>> MockLLM().complete("your prompt").text
             'your prompt'
         """
-        event = self._start("complete", prompt, kwargs)
-        try:
+        with self._event("complete", prompt, kwargs) as event:
             if self._completion_via_chat():
-                response = chat_to_completion(self._chat(self._prompt_messages(prompt), **kwargs))
-            else:
-                response = self._complete(self._prepare_prompt(prompt, formatted), **kwargs)
-        except Exception as exc:
-            self._fail(event, exc)
-            raise
-        self._end(event, response)
-        return response
+                return event.done(chat_to_completion(self._chat(self._prompt_messages(prompt), **kwargs)))
+            return event.done(self._complete(self._prepare_prompt(prompt, formatted), **kwargs))
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Streaming chat endpoint for LLM: each ``ChatResponse`` has the new ``delta`` and the text so far.
@@ -434,31 +512,18 @@ class LLM(BaseLLM):
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async chat endpoint for LLM."""
         messages = self._prepare_messages(messages)
-        event = self._start("chat", messages, kwargs)
-        try:
+        with self._event("chat", messages, kwargs) as event:
             if self._chat_via_completion():
-                response = completion_to_chat(await self._acomplete(self.messages_to_prompt(messages), **kwargs))
-            else:
-                response = await self._achat(messages, **kwargs)
-        except Exception as exc:
-            self._fail(event, exc)
-            raise
-        self._end(event, response)
-        return response
+                prompt = self.messages_to_prompt(messages)
+                return event.done(completion_to_chat(await self._acomplete(prompt, **kwargs)))
+            return event.done(await self._achat(messages, **kwargs))
 
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Async completion endpoint for LLM."""
-        event = self._start("complete", prompt, kwargs)
-        try:
+        with self._event("complete", prompt, kwargs) as event:
             if self._completion_via_chat():
-                response = chat_to_completion(await self._achat(self._prompt_messages(prompt), **kwargs))
-            else:
-                response = await self._acomplete(self._prepare_prompt(prompt, formatted), **kwargs)
-        except Exception as exc:
-            self._fail(event, exc)
-            raise
-        self._end(event, response)
-        return response
+                return event.done(chat_to_completion(await self._achat(self._prompt_messages(prompt), **kwargs)))
+            return event.done(await self._acomplete(self._prepare_prompt(prompt, formatted), **kwargs))
 
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         """Async streaming chat endpoint for LLM: ``gen = await llm.astream_chat(...)``, then ``async for``."""

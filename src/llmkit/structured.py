@@ -10,8 +10,9 @@ Modes, strongest first (what ``DEFAULT`` tries):
 
 Whatever the mode, a reply that fails validation is sent back to the model with pydantic's errors (``max_reasks``,
 default 2) before :class:`~llmkit.errors.StructuredOutputError` is raised with the raw text and the errors.
-A native mode the service refuses (a 400, or a 500 that says "validation error") falls back to the next mode and is
-remembered for that LLM instance.
+A native mode the service refuses (a 400, or a 500 that says "validation error") falls back to the next mode; once
+the next mode gets an answer (proof that the 400 was about the mode, not about the conversation) the refused mode is
+remembered for that LLM instance (``llm.refuse_structured_mode``), and ``llm.capabilities`` no longer lists it.
 
 Example:
     >>> from pydantic import BaseModel
@@ -192,8 +193,8 @@ def candidate_modes(llm: LLM, requested: PydanticProgramMode) -> list[PydanticPr
     requested = requested.canonical
     if requested is not PydanticProgramMode.DEFAULT:
         return [requested]
-    supported = llm._native_structured_modes()
-    modes = [m for m in MODE_PREFERENCE if m in supported and m not in llm._refused_modes]
+    supported = llm.capabilities.structured_modes
+    modes = [m for m in MODE_PREFERENCE if m in supported]
     return [*modes, PydanticProgramMode.LLM] if PydanticProgramMode.LLM not in modes else modes
 
 
@@ -207,6 +208,7 @@ def structured_steps(
 ) -> Steps[Model]:
     """The structured-prediction conversation, written once for the sync and async drivers."""
     modes = candidate_modes(llm, mode)
+    refused: list[PydanticProgramMode] = []  # modes answered with a 400, remembered once another mode gets through
     for position, current in enumerate(modes):
         conversation = list(messages)
         if current is PydanticProgramMode.LLM:
@@ -219,8 +221,13 @@ def structured_steps(
             except BadRequestError:
                 if position == len(modes) - 1 or mode.canonical is not PydanticProgramMode.DEFAULT:
                     raise
-                llm._refused_modes.add(current)
+                refused.append(current)
                 break
+            # The same conversation got through without the refused modes' fields: the 400s were about those modes
+            # (an unrelated 400, such as a context too long, fails every mode and disables none).
+            for earlier in refused:
+                llm.refuse_structured_mode(earlier)
+            refused.clear()
             raw = raw_output(response, current)
             truncated = response.additional_kwargs.get("finish_reason") == "length"
             try:

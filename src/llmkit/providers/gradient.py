@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
+from llmkit.capabilities import Capabilities
 from llmkit.errors import (
     BadRequestError,
     ConfigurationError,
@@ -221,6 +222,9 @@ class _BaseGradientLLM(HTTPLLM):
             is_function_calling_model=False,
             model_name=self._model_id or self._model_label(),
         )
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(chat=False, completion=True, streaming=False)
 
     def _transport_settings(self) -> dict[str, Any]:
         assert self.access_token is not None  # checked at construction

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
+from llmkit.capabilities import Capabilities
 from llmkit.errors import (
     APIConnectionError,
     APITimeoutError,
@@ -162,11 +163,18 @@ class LiteLLM(LLM):
             model_name=self.model,
         )
 
-    def _native_structured_modes(self) -> set[PydanticProgramMode]:
-        modes = super()._native_structured_modes()
-        if self.model_info().get("supports_response_schema"):
+    def _capabilities(self) -> Capabilities:
+        info = self.model_info()
+        calls = self.metadata.is_function_calling_model
+        modes = {PydanticProgramMode.FUNCTION} if calls else set()
+        if info.get("supports_response_schema"):
             modes.add(PydanticProgramMode.JSON_SCHEMA)
-        return modes
+        return Capabilities(
+            chat=True,
+            structured_modes=frozenset(modes),
+            tool_calling=calls,
+            vision=bool(info.get("supports_vision")),
+        )
 
     # -- the call --------------------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
+from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError, missing_extra
 from llmkit.llm import LLM
 
@@ -272,8 +273,13 @@ class LlamaCpp(LLM):
             model_name=name,
         )
 
-    def _native_structured_modes(self) -> set[PydanticProgramMode]:
-        return {PydanticProgramMode.GRAMMAR, PydanticProgramMode.FUNCTION}
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(
+            chat=True,
+            completion=True,
+            structured_modes=frozenset({PydanticProgramMode.GRAMMAR, PydanticProgramMode.FUNCTION}),
+            tool_calling=True,
+        )
 
     # -- request building ---------------------------------------------------------------------------------------------
 

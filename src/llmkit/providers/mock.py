@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr
 
+from llmkit.capabilities import Capabilities
 from llmkit.llm import LLM
 from llmkit.structured import PydanticProgramMode
 from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole, Usage
@@ -118,8 +119,13 @@ class MockLLM(LLM):
             model_name="mock",
         )
 
-    def _native_structured_modes(self) -> set[PydanticProgramMode]:
-        return {PydanticProgramMode.JSON_SCHEMA, PydanticProgramMode.FUNCTION}
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(
+            chat=True,
+            completion=True,
+            structured_modes=frozenset({PydanticProgramMode.JSON_SCHEMA, PydanticProgramMode.FUNCTION}),
+            tool_calling=self.is_function_calling_model,
+        )
 
     def _next_text(self, fallback: str) -> str:
         if not self.responses:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError, ResponseParseError, StreamError
 from llmkit.providers.base import ChatOverHTTP, CompletionOverHTTP, StreamParser
 from llmkit.structured import PydanticProgramMode
@@ -349,11 +350,17 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
             model_name=self.model,
         )
 
-    def _native_structured_modes(self) -> set[PydanticProgramMode]:
-        modes = super()._native_structured_modes()
+    def _capabilities(self) -> Capabilities:
+        modes = {PydanticProgramMode.FUNCTION} if self.is_function_calling_model else set()
         if self.profile.json_schema != "none":
             modes.add(PydanticProgramMode.JSON_SCHEMA)
-        return modes
+        return Capabilities(
+            chat=True,
+            completion=True,
+            structured_modes=frozenset(modes),
+            tool_calling=self.is_function_calling_model,
+            vision=self.is_chat_model,
+        )
 
     def _transport_settings(self) -> dict[str, Any]:
         headers = {"Accept": "application/json", **self.default_headers}

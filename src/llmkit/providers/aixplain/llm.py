@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
+from llmkit.capabilities import Capabilities
 from llmkit.errors import (
     APIStatusError,
     APITimeoutError,
@@ -249,6 +250,9 @@ class AiXplainLLM(HTTPLLM):
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(num_output=self.max_tokens, is_chat_model=True, model_name=self.id)
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(chat=True, streaming=True)
 
     def _transport_settings(self) -> dict[str, Any]:
         assert self.api_key is not None  # checked at construction
