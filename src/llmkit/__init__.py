@@ -38,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     "BaseLLM": "llmkit.llm",
     "LLM": "llmkit.llm",
     "StructuredLLM": "llmkit.structured_llm",
+    "WrapperLLM": "llmkit.wrapper",
+    "LLMCall": "llmkit.wrapper",
+    "Capabilities": "llmkit.capabilities",
     "PydanticProgramMode": "llmkit.structured",
     "FlexibleModel": "llmkit.structured",
     # prompts, tools, callbacks
@@ -77,6 +80,7 @@ _EXPORTS: dict[str, str] = {
     "register_provider": "llmkit.registry",
     # providers (each imports its SDK, if any, only when used)
     "MockLLM": "llmkit.providers.mock",
+    "FunctionLLM": "llmkit.providers.function",
     "LlamaCpp": "llmkit.providers.llamacpp",
     "OpenAI": "llmkit.providers.openai",
     "OpenAILike": "llmkit.providers.openai",
@@ -104,6 +108,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from llmkit.callbacks import CallbackHandler, CallbackManager, TokenCountingHandler
+    from llmkit.capabilities import Capabilities
     from llmkit.errors import (
         APIConnectionError,
         APIStatusError,
@@ -127,6 +132,7 @@ if TYPE_CHECKING:
     from llmkit.llm import LLM, BaseLLM
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
     from llmkit.providers.aixplain import AiXplainLLM
+    from llmkit.providers.function import FunctionLLM
     from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
     from llmkit.providers.litellm import LiteLLM
     from llmkit.providers.llamacpp import LlamaCpp
@@ -153,3 +159,4 @@ if TYPE_CHECKING:
         Usage,
         VideoBlock,
     )
+    from llmkit.wrapper import LLMCall, WrapperLLM

@@ -1,5 +1,8 @@
 """StructuredLLM: an LLM whose chat replies carry a validated pydantic object.
 
+Built on :class:`~llmkit.wrapper.WrapperLLM`: each call becomes a structured prediction on the wrapped LLM (its
+system prompt, routing and callbacks apply as for any call), answered with the object (``raw``) and its JSON (text).
+
 Example:
     >>> from pydantic import BaseModel
     >>> from llmkit import MockLLM, ChatMessage
@@ -12,28 +15,30 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from llmkit._steps import arun_steps, run_steps
-from llmkit.llm import LLM
+from llmkit._steps import Steps, arun_steps, run_steps
 from llmkit.structured import aiter_partials, iter_partials, stream_request, structured_steps
-from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole
+from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, chat_to_completion
+from llmkit.wrapper import LLMCall, Response, WrapperLLM
 
 
-def _reply(obj: BaseModel, delta: str | None = None) -> ChatResponse:
+def _reply(obj: BaseModel, call: LLMCall) -> Response:
     text = obj.model_dump_json()
-    return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=obj, delta=delta)
+    response = ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=obj)
+    return response if call.is_chat else chat_to_completion(response)
 
 
-class StructuredLLM(LLM):
-    """Wraps an LLM so that every chat answer is an ``output_cls`` instance (in ``raw``; the text is its JSON)."""
+def _conversation(call: LLMCall) -> list[ChatMessage]:
+    return list(call.messages) if call.is_chat else [ChatMessage(role=MessageRole.USER, content=call.prompt)]
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    llm: LLM = Field(exclude=True)
+class StructuredLLM(WrapperLLM):
+    """Wraps an LLM so that every answer is an ``output_cls`` instance (in ``raw``; the text is its JSON)."""
+
     output_cls: type[BaseModel] = Field(exclude=True)
 
     @classmethod
@@ -44,27 +49,33 @@ class StructuredLLM(LLM):
     def metadata(self) -> LLMMetadata:
         return self.llm.metadata.model_copy(update={"is_chat_model": True})
 
-    def _steps(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Any:
-        return structured_steps(self.llm, self.output_cls, messages, self.llm.pydantic_program_mode, kwargs)
+    def _steps(self, call: LLMCall) -> Steps[BaseModel]:
+        return structured_steps(self.llm, self.output_cls, _conversation(call), self.pydantic_program_mode, call.kwargs)
 
-    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return _reply(run_steps(self._steps(messages, kwargs), self.llm.chat))
+    def _call(self, call: LLMCall) -> Response:
+        return _reply(run_steps(self._steps(call), self.llm.chat), call)
 
-    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return _reply(await arun_steps(self._steps(messages, kwargs), self.llm.achat))
+    async def _acall(self, call: LLMCall) -> Response:
+        return _reply(await arun_steps(self._steps(call), self.llm.achat), call)
 
-    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+    def _partials(self, call: LLMCall) -> tuple[Any, LLMCall]:
         mode, conversation, mode_kwargs = stream_request(
-            self.llm, self.output_cls, messages, self.llm.pydantic_program_mode
+            self.llm, self.output_cls, _conversation(call), self.pydantic_program_mode
         )
-        chunks = self.llm.stream_chat(conversation, **mode_kwargs, **kwargs)
+        return mode, LLMCall.chat(conversation, {**mode_kwargs, **call.kwargs})
+
+    def _stream(self, call: LLMCall) -> Generator[Response, None, None]:
+        mode, request = self._partials(call)
+        chunks: Iterator[ChatResponse] = self.llm.stream_chat(request.messages, **request.kwargs)
         for partial in iter_partials(chunks, self.output_cls, mode):
-            yield _reply(partial)
+            yield _reply(partial, call)
 
-    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
-        mode, conversation, mode_kwargs = stream_request(
-            self.llm, self.output_cls, messages, self.llm.pydantic_program_mode
-        )
-        chunks = await self.llm.astream_chat(conversation, **mode_kwargs, **kwargs)
-        async for partial in aiter_partials(chunks, self.output_cls, mode):
-            yield _reply(partial)
+    async def _astream(self, call: LLMCall) -> AsyncGenerator[Response, None]:
+        mode, request = self._partials(call)
+        chunks: AsyncIterator[ChatResponse] = await self.llm.astream_chat(request.messages, **request.kwargs)
+        return _areplies(aiter_partials(chunks, self.output_cls, mode), call)
+
+
+async def _areplies(partials: AsyncIterator[BaseModel], call: LLMCall) -> AsyncGenerator[Response, None]:
+    async for partial in partials:
+        yield _reply(partial, call)

@@ -231,7 +231,11 @@ def test_replay_safety(fault_server: FaultServer, replay_safe: bool, scenario: s
         if mode == "sync":
             transport.send(request).close()
         else:
-            asyncio.run(transport.asend(request)).close()
+
+            async def send_and_close() -> None:
+                await (await transport.asend(request)).aclose()
+
+            asyncio.run(send_and_close())
     assert len(attempts(fault_server, test_id)) == expected
     transport.close()
 
