@@ -497,7 +497,7 @@ class LLM(BaseLLM):
         Example:
             >>> from llmkit import MockLLM
             >>> [r.delta for r in MockLLM().stream_complete("a b")]
-            ['a', ' b']
+            ['a ', 'b']
         """
         event = self._start("complete", prompt, kwargs)
         gen: Iterator[CompletionResponse]
