@@ -41,6 +41,20 @@ class LLMEvent:
         return time.perf_counter() - self.started_at
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptEvent:
+    """One attempt of a routed call: which deployment of which group, how it ended, and how long it took.
+
+    ``outcome`` is ``"ok"``, ``"error"`` (``error`` set), or ``"stream-broken"`` (failed after chunks were sent).
+    """
+
+    group: str
+    deployment: str
+    outcome: str
+    latency: float
+    error: BaseException | None = None
+
+
 class CallbackHandler:
     """Base handler: override the hooks you need. Every hook is a no-op here."""
 
@@ -58,6 +72,9 @@ class CallbackHandler:
 
     def on_retry(self, attempt: int, delay: float, error: BaseException) -> None:
         """The transport will retry after ``delay`` seconds because of ``error`` (attempt counts from 1)."""
+
+    def on_attempt(self, attempt: AttemptEvent) -> None:
+        """A router attempt ended (see :class:`AttemptEvent`)."""
 
 
 class TokenCountingHandler(CallbackHandler):
@@ -134,6 +151,11 @@ class CallbackManager:
         event.error = error
         for handler in self.handlers:
             handler.on_llm_error(event)
+
+    def attempt(self, attempt: AttemptEvent) -> None:
+        """Report a router attempt."""
+        for handler in self.handlers:
+            handler.on_attempt(attempt)
 
     def retry(self, attempt: int, delay: float, error: BaseException) -> None:
         """Report a retry."""

@@ -158,6 +158,28 @@ class ToolCallError(LLMError):
         self.arguments = arguments
 
 
+class NoDeploymentAvailableError(LLMError):
+    """A router found no deployment to answer: every one is cooling down, at its limits, or failed this call.
+
+    Attributes:
+        group: the model group asked for.
+        attempts: ``(deployment, error)`` for each deployment tried, in order.
+        retry_after: seconds until the earliest cooldown or limit window ends, when that is what stopped it.
+    """
+
+    def __init__(
+        self, message: str, *, group: str, attempts: list[tuple[str, BaseException]], retry_after: float | None
+    ) -> None:
+        super().__init__(message)
+        self.group = group
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+
+class RouterStateError(LLMError):
+    """The router's shared state (Redis) could not be read or written."""
+
+
 def missing_extra(package: str, extra: str) -> ConfigurationError:
     """The error for an optional dependency that is not installed, naming the extra that brings it."""
     return ConfigurationError(

@@ -1,0 +1,503 @@
+"""Router: one LLM in front of groups of deployments, with load balancing, cooldowns, limits and fallbacks.
+
+A call names a group (``model="fast"``, else the default group). The router tries the group's available
+deployments in the strategy's order, then the fallback groups', within one budget: ``max_attempts`` calls in all
+and ``total_timeout`` seconds. Transport retries inside a deployment are switched off for routed calls (a deployment
+that has ``max_retries`` gets ``max_retries=0``), so attempts never multiply: the router's retry *is* the next
+deployment. Failures feed circuit breakers (see :mod:`llmkit.router.state`):
+
+* 429: cool down for the server's Retry-After (or ``cooldown_seconds``); 5xx, timeouts and connection errors: cool
+  down for ``cooldown_seconds``; other service-side failures (auth, not found): cool down once ``allowed_failures``
+  happen within ``failure_window`` seconds. A group with one deployment cools down too.
+* A context-window error moves to ``context_window_fallbacks``; a content-filter error to
+  ``content_policy_fallbacks``; any other 400 is the caller's and is raised at once.
+* Streams fail over only before their first chunk. Once a chunk has reached the caller, a failure raises
+  :class:`~llmkit.errors.StreamError` carrying the text received: never a truncated answer reported as complete.
+  ``stream_idle_timeout`` bounds the wait for each chunk of an async stream (sync streams rely on the deployment's
+  read timeout).
+
+Every attempt is reported to the router's callbacks (``on_attempt``). Limits (rpm, tpm, parallel calls) and
+cooldowns are local, or shared by every process using the same ``redis_url``.
+
+Example:
+    >>> from llmkit import ChatMessage, MockLLM
+    >>> from llmkit.router import Router
+    >>> router = Router(groups={"fast": [MockLLM(responses=["hi"])], "smart": [MockLLM(responses=["hello"])]})
+    >>> router.chat([ChatMessage(role="user", content="x")], model="smart").message.content
+    'hello'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import tomllib
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from llmkit.callbacks import AttemptEvent
+from llmkit.capabilities import Capabilities
+from llmkit.errors import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    LLMError,
+    NoDeploymentAvailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamError,
+)
+from llmkit.llm import LLM
+from llmkit.router.deployment import Deployment
+from llmkit.router.state import LocalState, RedisState, RouterState
+from llmkit.router.strategies import STRATEGIES, Strategy
+from llmkit.structured import PydanticProgramMode
+from llmkit.types import ChatResponse, LLMMetadata
+from llmkit.wrapper import LLMCall, Response, WrapperLLM
+
+_CONTEXT_WINDOW = re.compile(r"context.{0,20}(length|window)|maximum context|too many tokens|prompt is too long", re.I)
+
+
+def is_context_window_error(error: BaseException) -> bool:
+    """A 400 that says the prompt does not fit the model's context window."""
+    return isinstance(error, BadRequestError) and bool(_CONTEXT_WINDOW.search(str(error)))
+
+
+def _text_of(chunk: Response) -> str:
+    return chunk.message.content or "" if isinstance(chunk, ChatResponse) else chunk.text
+
+
+class _Plan:
+    """The attempts of one routed call: which deployment next, and what each outcome means. Written once, driven by
+    the sync and async hooks alike."""
+
+    def __init__(self, router: Router, group: str) -> None:
+        self.router, self.group = router, group
+        self.groups = [group, *router.fallbacks.get(group, [])]
+        self.queue: list[Deployment] = []
+        self.tried: set[str] = set()
+        self.attempts: list[tuple[str, BaseException]] = []
+        self.retry_after: float | None = None
+        self.deadline = None if router.total_timeout is None else time.monotonic() + router.total_timeout
+        self.current_group = group
+
+    def _note_wait(self, seconds: float) -> None:
+        self.retry_after = seconds if self.retry_after is None else min(self.retry_after, seconds)
+
+    def next(self) -> Deployment | None:
+        """The next deployment to call, its limits taken; None when the budget or the candidates are exhausted."""
+        router, state = self.router, self.router._state
+        while len(self.attempts) < router.max_attempts:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                return None
+            if not self.queue:
+                if not self.groups:
+                    return None
+                self.current_group = self.groups.pop(0)
+                self.queue = router._strategy(router._deployments(self.current_group), state)
+                continue
+            deployment = self.queue.pop(0)
+            if deployment.name in self.tried:
+                continue
+            if not state.claim(deployment.name):
+                self._note_wait(state.cooldown_remaining(deployment.name) or state.probe_seconds)
+                continue
+            if not state.try_acquire(
+                deployment.name, rpm=deployment.rpm, tpm=deployment.tpm, max_parallel=deployment.max_parallel
+            ):
+                self._note_wait(state.seconds_to_next_window())
+                continue
+            self.tried.add(deployment.name)
+            return deployment
+        return None
+
+    def call_on(self, call: LLMCall, deployment: Deployment) -> LLMCall:
+        """The call as sent to ``deployment``: its transport retries off (the router's next attempt is the retry)."""
+        if "max_retries" in type(deployment.llm).model_fields and "max_retries" not in call.kwargs:
+            return call.with_kwargs(max_retries=0)
+        return call
+
+    def succeeded(
+        self, deployment: Deployment, started: float, first_token: float | None, last: Response | None
+    ) -> None:
+        router, state = self.router, self.router._state
+        elapsed = time.monotonic() - started
+        state.release(deployment.name)
+        state.recover(deployment.name)
+        deployment.stats.observe(elapsed, first_token)
+        usage = last.usage if last is not None else None
+        if usage is not None and usage.total_tokens:
+            state.add_tokens(deployment.name, usage.total_tokens)
+        router.callback_manager.attempt(AttemptEvent(self.current_group, deployment.name, "ok", elapsed))
+
+    def failed(self, deployment: Deployment, started: float, error: LLMError) -> None:
+        """Record a failed attempt; raise ``error`` when no other deployment should be tried."""
+        router, state = self.router, self.router._state
+        state.release(deployment.name)
+        event = AttemptEvent(self.current_group, deployment.name, "error", time.monotonic() - started, error)
+        router.callback_manager.attempt(event)
+        self.attempts.append((deployment.name, error))
+        if isinstance(error, RateLimitError):
+            wait = error.retry_after if error.retry_after is not None else router.cooldown_seconds
+            state.cool_down(deployment.name, wait)
+        elif isinstance(error, APIConnectionError) or (
+            isinstance(error, APIStatusError) and (error.status_code >= 500 or error.status_code == 408)
+        ):
+            state.cool_down(deployment.name, router.cooldown_seconds)
+        elif isinstance(error, AuthenticationError | PermissionDeniedError | NotFoundError):
+            if state.record_failure(deployment.name, router.failure_window) >= router.allowed_failures:
+                state.cool_down(deployment.name, router.cooldown_seconds)
+        elif isinstance(error, ContentFilterError) and router.content_policy_fallbacks.get(self.group):
+            self._switch(router.content_policy_fallbacks[self.group])
+        elif is_context_window_error(error) and router.context_window_fallbacks.get(self.group):
+            self._switch(router.context_window_fallbacks[self.group])
+        else:
+            raise error  # the request itself is wrong (a 400, a validation failure): no deployment would do better
+
+    def _switch(self, groups: list[str]) -> None:
+        self.queue, self.groups = [], list(groups)
+
+    def broken(self, deployment: Deployment, started: float, error: LLMError, received: str) -> StreamError:
+        """A stream failed after chunks reached the caller: the error to raise, carrying what was received."""
+        state = self.router._state
+        state.release(deployment.name)
+        state.cool_down(deployment.name, self.router.cooldown_seconds)
+        event = AttemptEvent(self.current_group, deployment.name, "stream-broken", time.monotonic() - started, error)
+        self.router.callback_manager.attempt(event)
+        message = f"router: the stream from deployment {deployment.name!r} broke after {len(received)} characters"
+        return StreamError(f"{message}: {error}", received=received)
+
+    def exhausted(self) -> NoDeploymentAvailableError:
+        tried = "; ".join(f"{name}: {type(error).__name__}: {error}" for name, error in self.attempts) or "none"
+        wait = "" if self.retry_after is None else f"; the earliest becomes available in {self.retry_after:.1f} s"
+        return NoDeploymentAvailableError(
+            f"router: no deployment of group {self.group!r} (or its fallbacks) could answer. Tried: {tried}{wait}",
+            group=self.group,
+            attempts=self.attempts,
+            retry_after=self.retry_after,
+        )
+
+
+class Router(WrapperLLM):
+    """Routes each call to a deployment of a model group (see the module docstring).
+
+    Args:
+        groups: group name -> deployments (LLMs, or :class:`Deployment` for weights and limits).
+        fallbacks: group -> groups tried, in order, when the group's deployments are exhausted.
+        context_window_fallbacks / content_policy_fallbacks: where context-window and content-filter errors go.
+        default_group: the group used when a call names none (default: the first).
+        strategy: ``"weighted"``, ``"least-busy"``, ``"latency"``, ``"usage"`` or a callable
+            ``(deployments, state) -> ordered deployments``.
+        max_attempts: calls to deployments per routed call, fallbacks included.
+        total_timeout: seconds after which no new attempt starts.
+        cooldown_seconds: how long a failing deployment is skipped (429 uses the server's Retry-After).
+        allowed_failures / failure_window: other failures that trip a deployment's breaker.
+        stream_idle_timeout: seconds an async stream may wait for its next chunk.
+        redis_url / namespace: share limits, in-flight counts and cooldowns across processes.
+        window_seconds: the length of the rpm/tpm window (60).
+    """
+
+    llm: LLM = Field(default=None, exclude=True)  # type: ignore[assignment]  # set to the default group's first
+    groups: dict[str, list[Deployment]] = Field(exclude=True)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    context_window_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    content_policy_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    default_group: str = ""
+    strategy: str | Strategy = Field(default="weighted", exclude=True)
+    max_attempts: int = Field(default=5, ge=1)
+    total_timeout: float | None = Field(default=None, gt=0)
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+    allowed_failures: int = Field(default=3, ge=1)
+    failure_window: float = Field(default=60.0, gt=0)
+    stream_idle_timeout: float | None = Field(default=None, gt=0)
+    redis_url: str | None = Field(default=None, exclude=True)
+    namespace: str = "default"
+    window_seconds: float = Field(default=60.0, gt=0)
+
+    _state: RouterState = PrivateAttr()
+    _strategy: Strategy = PrivateAttr()
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "Router"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deployments_from_llms(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or not isinstance(data.get("groups"), Mapping) or not data["groups"]:
+            raise ConfigurationError("Router needs groups={'name': [llm, ...]} with at least one group")
+        groups: dict[str, list[Deployment]] = {}
+        seen: set[str] = set()
+        for group, members in data["groups"].items():
+            if not members:
+                raise ConfigurationError(f"Router group {group!r} has no deployments")
+            groups[group] = []
+            for member in members:
+                deployment = member if isinstance(member, Deployment) else Deployment(llm=member)
+                if not deployment.name:
+                    base = f"{group}/{deployment.llm.class_name()}/{deployment.llm.metadata.model_name}"
+                    deployment.name = base
+                    number = 2
+                    while deployment.name in seen:
+                        deployment.name, number = f"{base}#{number}", number + 1
+                if deployment.name in seen:
+                    raise ConfigurationError(f"Router: two deployments are named {deployment.name!r}")
+                seen.add(deployment.name)
+                groups[group].append(deployment)
+        default = data.get("default_group") or next(iter(groups))
+        return {**data, "groups": groups, "default_group": default, "llm": groups[default][0].llm}
+
+    @model_validator(mode="after")
+    def _check_and_build_state(self) -> Router:
+        names = set(self.groups)
+        for kind in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for group, targets in getattr(self, kind).items():
+                unknown = [name for name in [group, *targets] if name not in names]
+                if unknown:
+                    raise ConfigurationError(f"Router {kind} names unknown groups {unknown}; groups: {sorted(names)}")
+        if self.default_group not in names:
+            raise ConfigurationError(f"Router default_group {self.default_group!r} is not one of {sorted(names)}")
+        if isinstance(self.strategy, str):
+            if self.strategy not in STRATEGIES:
+                raise ConfigurationError(f"Unknown strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)}")
+            self._strategy = STRATEGIES[self.strategy]
+        else:
+            self._strategy = self.strategy
+        self._state = (
+            LocalState(self.window_seconds)
+            if self.redis_url is None
+            else RedisState(self.redis_url, self.namespace, self.window_seconds)
+        )
+        return self
+
+    # -- what the router offers: what every deployment of the default group offers --------------------------------
+
+    def _deployments(self, group: str) -> list[Deployment]:
+        if group not in self.groups:
+            raise ConfigurationError(f"Router has no model group {group!r}; groups: {sorted(self.groups)}")
+        return self.groups[group]
+
+    def group_metadata(self, group: str) -> LLMMetadata:
+        """What every deployment of ``group`` supports: the smallest context window and output, chat only if all."""
+        every = [d.llm.metadata for d in self._deployments(group)]
+        return LLMMetadata(
+            context_window=min(m.context_window for m in every),
+            num_output=min(m.num_output for m in every),
+            is_chat_model=all(m.is_chat_model for m in every),
+            is_function_calling_model=all(m.is_function_calling_model for m in every),
+            model_name=group,
+        )
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return self.group_metadata(self.default_group)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        every = [d.llm.capabilities for d in self._deployments(self.default_group)]
+        modes = frozenset.intersection(*(c.structured_modes for c in every)) - self._refused_modes
+        return Capabilities(
+            chat=any(c.chat for c in every),
+            completion=any(c.completion for c in every),
+            streaming=all(c.streaming for c in every),
+            structured_modes=modes,
+            tool_calling=all(c.tool_calling for c in every),
+            vision=all(c.vision for c in every),
+        )
+
+    def refuse_structured_mode(self, mode: PydanticProgramMode) -> None:
+        LLM.refuse_structured_mode(self, mode)  # the router's own view; each deployment keeps its own
+
+    def close(self) -> None:
+        for deployments in self.groups.values():
+            for deployment in deployments:
+                deployment.llm.close()
+
+    async def aclose(self) -> None:
+        for deployments in self.groups.values():
+            for deployment in deployments:
+                await deployment.llm.aclose()
+
+    # -- the hooks ----------------------------------------------------------------------------------------------------
+
+    def _plan(self, call: LLMCall) -> tuple[_Plan, LLMCall]:
+        kwargs = dict(call.kwargs)
+        group = kwargs.pop("model", None) or self.default_group
+        self._deployments(group)
+        return _Plan(self, group), LLMCall(call.endpoint, call.messages, call.prompt, call.formatted, kwargs)
+
+    def _call(self, call: LLMCall) -> Response:
+        plan, call = self._plan(call)
+        while (deployment := plan.next()) is not None:
+            started = time.monotonic()
+            try:
+                response = plan.call_on(call, deployment).invoke(deployment.llm)
+            except LLMError as error:
+                plan.failed(deployment, started, error)
+                continue
+            plan.succeeded(deployment, started, None, response)
+            return response
+        raise plan.exhausted()
+
+    async def _acall(self, call: LLMCall) -> Response:
+        plan, call = self._plan(call)
+        while (deployment := plan.next()) is not None:
+            started = time.monotonic()
+            try:
+                response = await plan.call_on(call, deployment).ainvoke(deployment.llm)
+            except LLMError as error:
+                plan.failed(deployment, started, error)
+                continue
+            except asyncio.CancelledError:
+                self._state.release(deployment.name)
+                raise
+            plan.succeeded(deployment, started, None, response)
+            return response
+        raise plan.exhausted()
+
+    def _stream(self, call: LLMCall) -> Generator[Response, None, None]:
+        plan, call = self._plan(call)
+        while (deployment := plan.next()) is not None:
+            started = time.monotonic()
+            chunks: Iterator[Response] = iter(())
+            try:
+                chunks = plan.call_on(call, deployment).stream(deployment.llm)
+                first = next(chunks, None)
+            except LLMError as error:
+                _close(chunks)
+                plan.failed(deployment, started, error)
+                continue
+            first_token, last = time.monotonic() - started, first
+            try:
+                if first is not None:
+                    yield first
+                for last in chunks:
+                    yield last
+            except LLMError as error:
+                raise plan.broken(deployment, started, error, _text_of(last) if last else "") from error
+            except GeneratorExit:
+                self._state.release(deployment.name)
+                raise
+            finally:
+                _close(chunks)
+            plan.succeeded(deployment, started, first_token, last)
+            return
+        raise plan.exhausted()
+
+    async def _astream(self, call: LLMCall) -> AsyncGenerator[Response, None]:
+        plan, call = self._plan(call)
+        idle = self.stream_idle_timeout
+        while (deployment := plan.next()) is not None:
+            started = time.monotonic()
+            chunks: AsyncGenerator[Response, None] | None = None
+            try:
+                chunks = await plan.call_on(call, deployment).astream(deployment.llm)
+                first = await _next_chunk(chunks, idle, deployment)
+            except LLMError as error:
+                if chunks is not None:
+                    await chunks.aclose()
+                plan.failed(deployment, started, error)
+                continue
+            return self._arelay(plan, deployment, chunks, first, started, idle)
+        raise plan.exhausted()
+
+    async def _arelay(
+        self,
+        plan: _Plan,
+        deployment: Deployment,
+        chunks: AsyncGenerator[Response, None],
+        first: Response | None,
+        started: float,
+        idle: float | None,
+    ) -> AsyncGenerator[Response, None]:
+        first_token, last = time.monotonic() - started, first
+        try:
+            if first is not None:
+                yield first
+                while (chunk := await _next_chunk(chunks, idle, deployment)) is not None:
+                    last = chunk
+                    yield chunk
+        except LLMError as error:
+            raise plan.broken(deployment, started, error, _text_of(last) if last else "") from error
+        except (GeneratorExit, asyncio.CancelledError):
+            self._state.release(deployment.name)
+            raise
+        finally:
+            await chunks.aclose()
+        plan.succeeded(deployment, started, first_token, last)
+
+
+def _close(chunks: Iterator[Response]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
+async def _next_chunk(
+    chunks: AsyncGenerator[Response, None], idle: float | None, deployment: Deployment
+) -> Response | None:
+    """The next chunk, or None at the end; a stall longer than ``idle`` seconds is an APITimeoutError."""
+    from llmkit.errors import APITimeoutError
+
+    try:
+        if idle is None:
+            return await anext(chunks)
+        return await asyncio.wait_for(anext(chunks), idle)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError as exc:
+        raise APITimeoutError(
+            f"router: deployment {deployment.name!r} sent nothing for {idle} s (stream_idle_timeout)"
+        ) from exc
+
+
+ROUTING_KEYS = ("name", "weight", "rpm", "tpm", "max_parallel")
+
+
+def load_config(source: str | Path | Mapping[str, Any]) -> Router:
+    """A router from a config file (``.toml`` or ``.json``) or mapping, the format the gateway shares:
+
+    ``{"groups": {"fast": [{"model": "openai-like/smollm2", "api_base": "...", "weight": 2, "rpm": 60}]},
+    "fallbacks": {...}, "strategy": "latency", ...}``. Each deployment's ``model`` is a :func:`llmkit.create` spec;
+    ``name``, ``weight``, ``rpm``, ``tpm`` and ``max_parallel`` configure the deployment, the other keys go to
+    ``create``.
+    """
+    from llmkit.registry import create
+
+    config = _read_config(source) if isinstance(source, str | Path) else source
+    groups: dict[str, list[Deployment]] = {}
+    for group, entries in dict(config.get("groups") or {}).items():
+        groups[group] = []
+        for entry in entries:
+            settings = dict(entry)
+            if "model" not in settings:
+                raise ConfigurationError(f"Router config: a deployment of group {group!r} has no 'model' spec")
+            routing = {key: settings.pop(key) for key in ROUTING_KEYS if key in settings}
+            groups[group].append(Deployment(llm=create(settings.pop("model"), **settings), **routing))
+    return Router(**{**config, "groups": groups})
+
+
+
+def _read_config(path: str | Path) -> Mapping[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"Router config {path} cannot be read: {exc}") from exc
+    try:
+        if path.suffix == ".json":
+            loaded: Mapping[str, Any] = json.loads(text)
+        else:
+            loaded = tomllib.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        raise ConfigurationError(f"Router config {path} is not valid {path.suffix[1:] or 'TOML'}: {exc}") from exc
+    return loaded
