@@ -35,6 +35,8 @@ class Capabilities:
         structured_modes: the structured-output modes the service supports natively (prompt-and-parse always works).
         tool_calling: the service returns native tool calls.
         vision: the service accepts images in messages.
+        replay_safe: a call may be sent again after an ambiguous failure (a 5xx, a timeout, a reset). False for
+            services where a call starts billable work (an aiXplain job), which routers then never re-send.
     """
 
     chat: bool = True
@@ -43,6 +45,7 @@ class Capabilities:
     structured_modes: frozenset[PydanticProgramMode] = frozenset()
     tool_calling: bool = False
     vision: bool = False
+    replay_safe: bool = True
 
     def __post_init__(self) -> None:
         if not (self.chat or self.completion):

@@ -286,3 +286,30 @@ def test_three_processes_share_one_global_rpm(redis_url: str) -> None:
     counts = [int(worker.communicate(timeout=60)[0]) for worker in workers]
     assert 38 <= sum(counts) <= 40  # one global limit of 40 per window (within 5%), not 3 x 40
     assert all(count > 0 for count in counts)
+
+
+def test_calls_unsafe_to_replay_are_not_sent_again(servers: dict[str, DeploymentServer]) -> None:
+    from llmkit.capabilities import Capabilities
+
+    class JobService(OpenAILike):
+        def _capabilities(self) -> Capabilities:
+            return Capabilities(chat=True, completion=True, replay_safe=False)
+
+    backup = FunctionLLM(chat_fn=lambda m, k: "backup")
+    router = Router(
+        groups={"g": [Deployment(JobService(model="m", api_base=servers["failing"].url), name="job"), backup]},
+        strategy=lambda d, s: list(d),
+    )
+    with pytest.raises(Exception, match="internal error"):
+        router.chat(HI)
+    assert servers["failing"].requests == 1
+    assert backup.calls == []
+
+
+def test_unreachable_redis_is_a_typed_error() -> None:
+    pytest.importorskip("redis", reason="the 'redis' extra is not installed: pip install 'llmkit[redis]'")
+    from llmkit.errors import RouterStateError
+
+    router = Router(groups={"g": [MockLLM()]}, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RouterStateError, match="redis-server is running"):
+        router.chat(HI)

@@ -28,8 +28,11 @@ class Deployment:
     tpm: int | None = None
     max_parallel: int | None = None
     stats: LatencyStats = field(default_factory=lambda: LatencyStats())
+    #: whether the LLM retries by itself (it has ``max_retries``): routed calls then pass ``max_retries=0``
+    has_retries: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.has_retries = "max_retries" in type(self.llm).model_fields
         if self.weight <= 0:
             raise ValueError(f"deployment {self.name or self.llm.metadata.model_name!r}: weight must be > 0")
         for limit in ("rpm", "tpm", "max_parallel"):

@@ -9,6 +9,8 @@ deployment. Failures feed circuit breakers (see :mod:`llmkit.router.state`):
 * 429: cool down for the server's Retry-After (or ``cooldown_seconds``); 5xx, timeouts and connection errors: cool
   down for ``cooldown_seconds``; other service-side failures (auth, not found): cool down once ``allowed_failures``
   happen within ``failure_window`` seconds. A group with one deployment cools down too.
+* A deployment whose capabilities say it is not ``replay_safe`` (its calls start billable jobs) is never
+  re-sent elsewhere after an ambiguous failure (5xx, timeout, connection error): the error is raised.
 * A context-window error moves to ``context_window_fallbacks``; a content-filter error to
   ``content_policy_fallbacks``; any other 400 is the caller's and is raised at once.
 * Streams fail over only before their first chunk. Once a chunk has reached the caller, a failure raises
@@ -36,9 +38,9 @@ import time
 import tomllib
 from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, model_validator
 
 from llmkit.callbacks import AttemptEvent
 from llmkit.capabilities import Capabilities
@@ -82,6 +84,9 @@ class _Plan:
 
     def __init__(self, router: Router, group: str) -> None:
         self.router, self.group = router, group
+        self.state = router.state
+        self.strategy = cast(Strategy, router.strategy)  # a name is resolved by the validator
+        self.callbacks = router.callback_manager if router.callback_manager.handlers else None
         self.groups = [group, *router.fallbacks.get(group, [])]
         self.queue: list[Deployment] = []
         self.tried: set[str] = set()
@@ -95,7 +100,7 @@ class _Plan:
 
     def next(self) -> Deployment | None:
         """The next deployment to call, its limits taken; None when the budget or the candidates are exhausted."""
-        router, state = self.router, self.router._state
+        router, state = self.router, self.state
         while len(self.attempts) < router.max_attempts:
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 return None
@@ -103,7 +108,8 @@ class _Plan:
                 if not self.groups:
                     return None
                 self.current_group = self.groups.pop(0)
-                self.queue = router._strategy(router._deployments(self.current_group), state)
+                deployments = router._deployments(self.current_group)
+                self.queue = self.strategy(deployments, state) if len(deployments) > 1 else list(deployments)
                 continue
             deployment = self.queue.pop(0)
             if deployment.name in self.tried:
@@ -122,14 +128,14 @@ class _Plan:
 
     def call_on(self, call: LLMCall, deployment: Deployment) -> LLMCall:
         """The call as sent to ``deployment``: its transport retries off (the router's next attempt is the retry)."""
-        if "max_retries" in type(deployment.llm).model_fields and "max_retries" not in call.kwargs:
+        if deployment.has_retries and "max_retries" not in call.kwargs:
             return call.with_kwargs(max_retries=0)
         return call
 
     def succeeded(
         self, deployment: Deployment, started: float, first_token: float | None, last: Response | None
     ) -> None:
-        router, state = self.router, self.router._state
+        state = self.state
         elapsed = time.monotonic() - started
         state.release(deployment.name)
         state.recover(deployment.name)
@@ -137,14 +143,17 @@ class _Plan:
         usage = last.usage if last is not None else None
         if usage is not None and usage.total_tokens:
             state.add_tokens(deployment.name, usage.total_tokens)
-        router.callback_manager.attempt(AttemptEvent(self.current_group, deployment.name, "ok", elapsed))
+        self._report(deployment, "ok", elapsed)
+
+    def _report(self, deployment: Deployment, outcome: str, elapsed: float, error: BaseException | None = None) -> None:
+        if self.callbacks is not None:
+            self.callbacks.attempt(AttemptEvent(self.current_group, deployment.name, outcome, elapsed, error))
 
     def failed(self, deployment: Deployment, started: float, error: LLMError) -> None:
         """Record a failed attempt; raise ``error`` when no other deployment should be tried."""
-        router, state = self.router, self.router._state
+        router, state = self.router, self.state
         state.release(deployment.name)
-        event = AttemptEvent(self.current_group, deployment.name, "error", time.monotonic() - started, error)
-        router.callback_manager.attempt(event)
+        self._report(deployment, "error", time.monotonic() - started, error)
         self.attempts.append((deployment.name, error))
         if isinstance(error, RateLimitError):
             wait = error.retry_after if error.retry_after is not None else router.cooldown_seconds
@@ -153,6 +162,8 @@ class _Plan:
             isinstance(error, APIStatusError) and (error.status_code >= 500 or error.status_code == 408)
         ):
             state.cool_down(deployment.name, router.cooldown_seconds)
+            if not deployment.llm.capabilities.replay_safe:
+                raise error  # the call may have started billable work there: never sent again elsewhere
         elif isinstance(error, AuthenticationError | PermissionDeniedError | NotFoundError):
             if state.record_failure(deployment.name, router.failure_window) >= router.allowed_failures:
                 state.cool_down(deployment.name, router.cooldown_seconds)
@@ -168,11 +179,9 @@ class _Plan:
 
     def broken(self, deployment: Deployment, started: float, error: LLMError, received: str) -> StreamError:
         """A stream failed after chunks reached the caller: the error to raise, carrying what was received."""
-        state = self.router._state
-        state.release(deployment.name)
-        state.cool_down(deployment.name, self.router.cooldown_seconds)
-        event = AttemptEvent(self.current_group, deployment.name, "stream-broken", time.monotonic() - started, error)
-        self.router.callback_manager.attempt(event)
+        self.state.release(deployment.name)
+        self.state.cool_down(deployment.name, self.router.cooldown_seconds)
+        self._report(deployment, "stream-broken", time.monotonic() - started, error)
         message = f"router: the stream from deployment {deployment.name!r} broke after {len(received)} characters"
         return StreamError(f"{message}: {error}", received=received)
 
@@ -203,6 +212,7 @@ class Router(WrapperLLM):
         allowed_failures / failure_window: other failures that trip a deployment's breaker.
         stream_idle_timeout: seconds an async stream may wait for its next chunk.
         redis_url / namespace: share limits, in-flight counts and cooldowns across processes.
+        state: your own :class:`~llmkit.router.state.RouterState` (default: local, or Redis given ``redis_url``).
         window_seconds: the length of the rpm/tpm window (60).
     """
 
@@ -212,7 +222,7 @@ class Router(WrapperLLM):
     context_window_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     content_policy_fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     default_group: str = ""
-    strategy: str | Strategy = Field(default="weighted", exclude=True)
+    strategy: Strategy | str = Field(default="weighted", exclude=True)
     max_attempts: int = Field(default=5, ge=1)
     total_timeout: float | None = Field(default=None, gt=0)
     cooldown_seconds: float = Field(default=30.0, ge=0)
@@ -223,8 +233,7 @@ class Router(WrapperLLM):
     namespace: str = "default"
     window_seconds: float = Field(default=60.0, gt=0)
 
-    _state: RouterState = PrivateAttr()
-    _strategy: Strategy = PrivateAttr()
+    state: RouterState = Field(default=None, exclude=True)  # type: ignore[assignment]  # built by the validator
 
     @classmethod
     def class_name(cls) -> str:
@@ -269,14 +278,13 @@ class Router(WrapperLLM):
         if isinstance(self.strategy, str):
             if self.strategy not in STRATEGIES:
                 raise ConfigurationError(f"Unknown strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)}")
-            self._strategy = STRATEGIES[self.strategy]
-        else:
-            self._strategy = self.strategy
-        self._state = (
-            LocalState(self.window_seconds)
-            if self.redis_url is None
-            else RedisState(self.redis_url, self.namespace, self.window_seconds)
-        )
+            self.strategy = STRATEGIES[self.strategy]
+        if self.state is None:
+            self.state = (
+                LocalState(self.window_seconds)
+                if self.redis_url is None
+                else RedisState(self.redis_url, self.namespace, self.window_seconds)
+            )
         return self
 
     # -- what the router offers: what every deployment of the default group offers --------------------------------
@@ -330,8 +338,10 @@ class Router(WrapperLLM):
     # -- the hooks ----------------------------------------------------------------------------------------------------
 
     def _plan(self, call: LLMCall) -> tuple[_Plan, LLMCall]:
+        if "model" not in call.kwargs:
+            return _Plan(self, self.default_group), call
         kwargs = dict(call.kwargs)
-        group = kwargs.pop("model", None) or self.default_group
+        group = kwargs.pop("model") or self.default_group
         self._deployments(group)
         return _Plan(self, group), LLMCall(call.endpoint, call.messages, call.prompt, call.formatted, kwargs)
 
@@ -358,7 +368,7 @@ class Router(WrapperLLM):
                 plan.failed(deployment, started, error)
                 continue
             except asyncio.CancelledError:
-                self._state.release(deployment.name)
+                self.state.release(deployment.name)
                 raise
             plan.succeeded(deployment, started, None, response)
             return response
@@ -385,7 +395,7 @@ class Router(WrapperLLM):
             except LLMError as error:
                 raise plan.broken(deployment, started, error, _text_of(last) if last else "") from error
             except GeneratorExit:
-                self._state.release(deployment.name)
+                self.state.release(deployment.name)
                 raise
             finally:
                 _close(chunks)
@@ -429,7 +439,7 @@ class Router(WrapperLLM):
         except LLMError as error:
             raise plan.broken(deployment, started, error, _text_of(last) if last else "") from error
         except (GeneratorExit, asyncio.CancelledError):
-            self._state.release(deployment.name)
+            self.state.release(deployment.name)
             raise
         finally:
             await chunks.aclose()

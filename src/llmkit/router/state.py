@@ -16,11 +16,18 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+from llmkit.errors import RouterStateError, missing_extra
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class RouterState(ABC):
@@ -112,6 +119,8 @@ class LocalState(RouterState):
             return True
 
     def recover(self, name: str) -> None:
+        if name not in self._tripped and name not in self._failures:
+            return  # the common case, without the lock
         with self._lock:
             self._tripped.discard(name)
             self._probe_until.pop(name, None)
@@ -184,6 +193,24 @@ return 0
 """
 
 
+def _guarded(method: Callable[P, T]) -> Callable[P, T]:
+    """Redis failures become :class:`RouterStateError`, naming the server (and never its password)."""
+
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        state: Any = args[0]
+        try:
+            return method(*args, **kwargs)
+        except state._redis_error as exc:
+            where = state.url.rsplit("@", 1)[-1]
+            raise RouterStateError(
+                f"router state: Redis at {where} failed ({type(exc).__name__}: {exc}); check that redis-server "
+                "is running and reachable, or build the Router without redis_url for local limits"
+            ) from exc
+
+    return guarded
+
+
 class RedisState(RouterState):
     """Router state shared through Redis (extra ``redis``): N processes hold one global limit.
 
@@ -196,12 +223,12 @@ class RedisState(RouterState):
         self, url: str, namespace: str = "default", window_seconds: float = 60.0, probe_seconds: float = 30.0
     ) -> None:
         super().__init__(window_seconds, probe_seconds)
-        from llmkit.errors import missing_extra
-
         try:
             import redis
         except ImportError as exc:
             raise missing_extra("redis", "redis") from exc
+        self.url = url
+        self._redis_error = redis.RedisError
         self._redis: Any = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._prefix = f"llmkit:router:{namespace}:"
         self._acquire = self._redis.register_script(_ACQUIRE)
@@ -211,6 +238,7 @@ class RedisState(RouterState):
         suffix = "" if window is None else f":{window}"
         return f"{self._prefix}{kind}:{name}{suffix}"
 
+    @_guarded
     def cool_down(self, name: str, seconds: float) -> None:
         pipe = self._redis.pipeline()
         pipe.set(self._key("cooldown", name), "1", px=max(int(seconds * 1000), 1))
@@ -218,17 +246,21 @@ class RedisState(RouterState):
         pipe.delete(self._key("probe", name))
         pipe.execute()
 
+    @_guarded
     def cooldown_remaining(self, name: str) -> float:
         millis = self._redis.pttl(self._key("cooldown", name))
         return max(int(millis), 0) / 1000.0
 
+    @_guarded
     def claim(self, name: str) -> bool:
         keys = [self._key("cooldown", name), self._key("tripped", name), self._key("probe", name)]
         return bool(self._claim(keys=keys, args=[int(self.probe_seconds * 1000)]))
 
+    @_guarded
     def recover(self, name: str) -> None:
         self._redis.delete(self._key("tripped", name), self._key("probe", name), self._key("failures", name))
 
+    @_guarded
     def record_failure(self, name: str, window: float) -> int:
         key = self._key("failures", name)
         pipe = self._redis.pipeline()
@@ -237,6 +269,7 @@ class RedisState(RouterState):
         count, _ = pipe.execute()
         return int(count)
 
+    @_guarded
     def try_acquire(self, name: str, *, rpm: int | None, tpm: int | None, max_parallel: int | None) -> bool:
         window = self._window()
         keys = [self._key("requests", name, window), self._key("tokens", name, window), self._key("flying", name)]
@@ -244,9 +277,11 @@ class RedisState(RouterState):
         ttl = int(self.window_seconds * 2) + 1
         return bool(self._acquire(keys=keys, args=[*limits, ttl]))
 
+    @_guarded
     def release(self, name: str) -> None:
         self._redis.decr(self._key("flying", name))
 
+    @_guarded
     def add_tokens(self, name: str, tokens: int) -> None:
         key = self._key("tokens", name, self._window())
         pipe = self._redis.pipeline()
@@ -254,9 +289,11 @@ class RedisState(RouterState):
         pipe.expire(key, int(self.window_seconds * 2) + 1)
         pipe.execute()
 
+    @_guarded
     def in_flight(self, name: str) -> int:
         return int(self._redis.get(self._key("flying", name)) or 0)
 
+    @_guarded
     def requests_this_minute(self, name: str) -> int:
         return int(self._redis.get(self._key("requests", name, self._window())) or 0)
 

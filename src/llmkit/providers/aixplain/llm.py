@@ -252,7 +252,7 @@ class AiXplainLLM(HTTPLLM):
         return LLMMetadata(num_output=self.max_tokens, is_chat_model=True, model_name=self.id)
 
     def _capabilities(self) -> Capabilities:
-        return Capabilities(chat=True, streaming=True)
+        return Capabilities(chat=True, streaming=True, replay_safe=False)  # a run starts a billable job
 
     def _transport_settings(self) -> dict[str, Any]:
         assert self.api_key is not None  # checked at construction
