@@ -103,27 +103,47 @@ class HTTPLLM(LLM):
     def transport(self) -> HTTPTransport:
         """The transport, created on first use (constructing an LLM does no I/O)."""
         if self._transport is None:
-            self._transport = HTTPTransport(
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                callback_manager=self.callback_manager,
-                error_hook=self._error_hook(),
-                **self._transport_settings(),
-            )
+            self._transport = self._new_transport()
         return self._transport
 
-    def with_http_clients(
-        self, client: httpx.Client | None = None, async_client: httpx.AsyncClient | None = None
-    ) -> HTTPLLM:
-        """Use your own httpx clients (proxies, custom TLS); you close them."""
-        self._transport = HTTPTransport(
+    def _new_transport(self, **plug: Any) -> HTTPTransport:
+        return HTTPTransport(
             timeout=self.timeout,
             max_retries=self.max_retries,
             callback_manager=self.callback_manager,
             error_hook=self._error_hook(),
+            **self._transport_settings(),
+            **plug,
+        )
+
+    def with_http_clients(
+        self,
+        client: httpx.Client | None = None,
+        async_client: httpx.AsyncClient | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> HTTPLLM:
+        """Send through your own httpx clients (proxies, custom TLS; you close them) or httpx transports
+        (``httpx.MockTransport``, record/replay) under llmkit's pools. The base URL, the key and the headers are
+        added to every request, so a client with none of them works.
+
+        Example:
+            >>> import httpx
+            >>> from llmkit import ChatMessage, OpenAILike
+            >>> def handler(request: httpx.Request) -> httpx.Response:
+            ...     message = {"role": "assistant", "content": f"{request.url.path} {request.headers['authorization']}"}
+            ...     return httpx.Response(200, json={"choices": [{"index": 0, "message": message}]})
+            >>> llm = OpenAILike(model="m", api_base="http://127.0.0.1:8000/v1", api_key="sk-1")
+            >>> llm = llm.with_http_clients(httpx.Client(transport=httpx.MockTransport(handler)))
+            >>> llm.chat([ChatMessage(role="user", content="hi")]).message.content
+            '/v1/chat/completions Bearer sk-1'
+        """
+        self._transport = self._new_transport(
             http_client=client,
             async_http_client=async_client,
-            **self._transport_settings(),
+            http_transport=transport,
+            async_http_transport=async_transport,
         )
         return self
 

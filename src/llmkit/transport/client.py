@@ -15,6 +15,7 @@ import asyncio
 import json
 import threading
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,9 @@ class HTTPTransport:
         provider: the name errors carry.
         error_hook: the provider's own reading of error bodies.
         callback_manager: receives ``on_retry`` for each retry.
-        http_client / async_http_client: bring your own httpx clients (then you close them).
+        http_client / async_http_client: bring your own httpx clients (proxies, custom TLS; you close them).
+        http_transport / async_http_transport: bring your own httpx transports (``httpx.MockTransport``,
+            record/replay, a proxy transport) under llmkit's pools.
     """
 
     def __init__(
@@ -99,6 +102,8 @@ class HTTPTransport:
         retry_policy: RetryPolicy | None = None,
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+        async_http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
@@ -110,13 +115,19 @@ class HTTPTransport:
         self.callback_manager = callback_manager
         self.retry_policy = retry_policy or RetryPolicy()
         self._client = http_client
-        self._aclient = async_http_client
+        self._user_aclient = async_http_client
+        self._http_transport = http_transport
+        self._async_http_transport = async_http_transport
         self._owns_client = http_client is None
-        self._owns_aclient = async_http_client is None
-        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        # One async pool per event loop, kept while the loop lives: a thread with its own loop reuses its pool.
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     # -- clients ------------------------------------------------------------------------------------------------------
+    # Clients carry no base URL and no headers: requests are made absolute and get their headers in _build, so a
+    # client (or transport) the user brings works exactly like ours.
 
     @property
     def client(self) -> httpx.Client:
@@ -126,35 +137,36 @@ class HTTPTransport:
             with self._lock:
                 if self._client is None:
                     self._client = httpx.Client(
-                        base_url=self.base_url, headers=self.headers, timeout=self.timeout, limits=DEFAULT_LIMITS
+                        timeout=self.timeout, limits=DEFAULT_LIMITS, transport=self._http_transport
                     )
                 client = self._client
         return client
 
     @property
     def aclient(self) -> httpx.AsyncClient:
-        """The async client, created on first use in the running event loop (a new loop gets a new pool)."""
+        """The async client: the user's, or one per running event loop, created on first use there."""
+        if self._user_aclient is not None:
+            return self._user_aclient
         loop = asyncio.get_running_loop()
-        client = self._aclient
-        if client is None or (self._owns_aclient and self._aclient_loop is not loop):
+        client = self._aclients.get(loop)
+        if client is None:
             client = httpx.AsyncClient(
-                base_url=self.base_url, headers=self.headers, timeout=self.timeout, limits=DEFAULT_LIMITS
+                timeout=self.timeout, limits=DEFAULT_LIMITS, transport=self._async_http_transport
             )
-            self._aclient, self._aclient_loop = client, loop
+            self._aclients[loop] = client
         return client
 
     def close(self) -> None:
-        """Close the pools this transport owns. Safe to call twice."""
+        """Close the pools this transport owns. Safe to call twice. (An async pool can only be closed from its own
+        event loop: :meth:`aclose` there; pools of loops that are gone are dropped.)"""
         client, self._client = self._client, None
         if client is not None and self._owns_client:
             client.close()
-        if self._owns_aclient:
-            self._aclient = None  # an async pool can only be closed from its loop: use aclose() there
 
     async def aclose(self) -> None:
-        """Close both pools."""
-        aclient, self._aclient = self._aclient, None
-        if aclient is not None and self._owns_aclient and self._aclient_loop is asyncio.get_running_loop():
+        """Close the sync pool and this event loop's async pool."""
+        aclient = self._aclients.pop(asyncio.get_running_loop(), None)
+        if aclient is not None:
             await aclient.aclose()
         self.close()
 
@@ -172,18 +184,23 @@ class HTTPTransport:
                 write=min(effective.write or remaining, remaining),
                 pool=min(effective.pool or remaining, remaining),
             )
+        url = self._absolute(request.url)
+        headers = self.headers if request.headers is None else {**self.headers, **request.headers}
         return client.build_request(
             request.method,
-            request.url,
+            url,
             json=request.json if request.content is None else None,
             content=request.content,
-            headers=request.headers,
+            headers=headers,
             params=request.params,
             timeout=effective,
             extensions=request.extensions or None,
         )
 
-    def _transport_error(self, exc: httpx.HTTPError, url: str) -> LLMError:
+    def _absolute(self, url: str) -> str:
+        return url if url.startswith(("http://", "https://")) else self.base_url + url
+
+    def _transport_error(self, exc: Exception, url: str) -> LLMError:
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(
                 f"{self.provider}: request to {url} timed out ({type(exc).__name__})", provider=self.provider
@@ -207,8 +224,8 @@ class HTTPTransport:
             attempt += 1
             try:
                 response = client.send(self._build(client, request, timeout, deadline), stream=stream)
-            except httpx.HTTPError as exc:
-                error = self._transport_error(exc, request.url)
+            except (httpx.HTTPError, OSError) as exc:  # OSError: what a user's transport may raise (TLS, sockets)
+                error = self._transport_error(exc, self._absolute(request.url))
                 cause: BaseException = exc
                 unsent = isinstance(exc, UNSENT_ERRORS)
             else:
@@ -236,8 +253,8 @@ class HTTPTransport:
             attempt += 1
             try:
                 response = await client.send(self._build(client, request, timeout, deadline), stream=stream)
-            except httpx.HTTPError as exc:
-                error = self._transport_error(exc, request.url)
+            except (httpx.HTTPError, OSError) as exc:  # OSError: what a user's transport may raise (TLS, sockets)
+                error = self._transport_error(exc, self._absolute(request.url))
                 cause: BaseException = exc
                 unsent = isinstance(exc, UNSENT_ERRORS)
             else:
