@@ -6,8 +6,8 @@ import pytest
 from pydantic import BaseModel
 
 from llmkit import ChatMessage, FunctionTool, OpenAILike, PromptTemplate, create
-from llmkit.providers.openai import to_openai_message
 from llmkit.types import ImageBlock, TextBlock
+from llmkit.wire.openai import to_openai_message
 
 Q = [ChatMessage(role="user", content="What is the capital of France?")]
 

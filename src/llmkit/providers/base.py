@@ -13,7 +13,7 @@ it. A provider inherits the mixin of each family its service natively has:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import Field, PrivateAttr
@@ -23,21 +23,9 @@ from llmkit.llm import LLM
 from llmkit.transport import HTTPTransport, Request, ServerSentEvent
 from llmkit.transport.errors import ErrorHook
 from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+from llmkit.wire.stream import StreamParser
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
-
-
-class StreamParser(Generic[R]):
-    """Turns a stream's events into responses. One instance per stream: it accumulates ``text`` (so a broken stream
-    can report what arrived) and sets ``done`` at the service's end marker."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self.done = False
-
-    def feed(self, event: ServerSentEvent) -> R | None:
-        """The response for one event, or None for events that carry nothing."""
-        raise NotImplementedError
 
 
 def call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +48,7 @@ def _run_stream(events: Iterator[ServerSentEvent], parser: StreamParser[R]) -> I
         close = getattr(events, "close", None)
         if close is not None:
             close()
+    parser.ensure_complete()
 
 
 async def _arun_stream(events: AsyncIterator[ServerSentEvent], parser: StreamParser[R]) -> AsyncIterator[R]:
@@ -77,6 +66,7 @@ async def _arun_stream(events: AsyncIterator[ServerSentEvent], parser: StreamPar
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
+    parser.ensure_complete()
 
 
 class HTTPLLM(LLM):

@@ -38,11 +38,11 @@ from llmkit.errors import (
     missing_extra,
 )
 from llmkit.llm import LLM
-from llmkit.providers.openai import ChatStreamParser, parse_chat, to_openai_message, tools_body
 from llmkit.structured import PydanticProgramMode
 from llmkit.transport import RetryPolicy
 from llmkit.transport.errors import error_for_status
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata
+from llmkit.wire.openai import ChatStreamParser, parse_chat, to_openai_message, tools_body
 
 T = TypeVar("T")
 
@@ -254,7 +254,7 @@ class LiteLLM(LLM):
         litellm = import_litellm()
         retries = self._retries(kwargs)
         call = self._call_kwargs(messages, kwargs, stream=True)
-        parser = ChatStreamParser()
+        parser = ChatStreamParser("litellm")
         # The request is sent (and retried) before the first chunk; once text has arrived, a failure is final.
         chunks = self._with_retries(lambda: litellm.completion(**call), retries)
         try:
@@ -264,12 +264,13 @@ class LiteLLM(LLM):
                     yield response
         except Exception as exc:
             raise StreamError(f"litellm: the stream broke: {map_error(exc)}", received=parser.text) from exc
+        parser.ensure_complete()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         litellm = import_litellm()
         retries = self._retries(kwargs)
         call = self._call_kwargs(messages, kwargs, stream=True)
-        parser = ChatStreamParser()
+        parser = ChatStreamParser("litellm")
         chunks = await self._awith_retries(lambda: litellm.acompletion(**call), retries)
         try:
             async for chunk in chunks:
@@ -278,6 +279,7 @@ class LiteLLM(LLM):
                     yield response
         except Exception as exc:
             raise StreamError(f"litellm: the stream broke: {map_error(exc)}", received=parser.text) from exc
+        parser.ensure_complete()
 
 
 def from_spec(model: str, **kwargs: Any) -> LiteLLM:

@@ -31,9 +31,6 @@ from pydantic import Field, PrivateAttr
 from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError, missing_extra
 from llmkit.llm import LLM
-
-# llama-cpp-python answers in OpenAI's shapes, so the OpenAI translator's parsers read them.
-from llmkit.providers.openai import parse_logprobs, parse_usage, to_openai_message
 from llmkit.structured import PydanticProgramMode
 from llmkit.types import (
     ChatMessage,
@@ -47,6 +44,9 @@ from llmkit.types import (
     completion_chunk,
     text_message,
 )
+
+# llama-cpp-python answers in OpenAI's shapes, so the OpenAI translator's parsers read them.
+from llmkit.wire.openai import parse_logprobs, parse_usage, to_openai_message
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
