@@ -13,7 +13,7 @@ it. A provider inherits the mixin of each family its service natively has:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import httpx
 from pydantic import Field, PrivateAttr
@@ -22,7 +22,7 @@ from llmkit.errors import StreamError
 from llmkit.llm import LLM
 from llmkit.transport import HTTPTransport, Request, ServerSentEvent
 from llmkit.transport.errors import ErrorHook
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, _MediaBlock
 from llmkit.wire.stream import StreamParser
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -162,8 +162,20 @@ class ChatOverHTTP(HTTPLLM):
         options = call_options(kwargs)
         return self._parse_chat(self.transport.request_json(self._chat_request(messages, kwargs, False), **options))
 
+    #: Media blocks the wire format sends as bytes: on the async path their URLs are fetched first, without
+    #: blocking the event loop (the sync path fetches them while building the request).
+    fetched_media: ClassVar[tuple[type[_MediaBlock], ...]] = ()
+
+    async def _prefetch(self, messages: Sequence[ChatMessage]) -> None:
+        if self.fetched_media:
+            for message in messages:
+                for block in message.blocks:
+                    if isinstance(block, self.fetched_media):
+                        await cast(_MediaBlock, block).aprefetch()
+
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)
+        await self._prefetch(messages)
         request = self._chat_request(messages, kwargs, False)
         return self._parse_chat(await self.transport.arequest_json(request, **options))
 
@@ -172,10 +184,12 @@ class ChatOverHTTP(HTTPLLM):
         request = self._chat_request(messages, kwargs, True)
         return _run_stream(self.transport.stream_events(request, **options), self._chat_stream_parser())
 
-    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         options = call_options(kwargs)
+        await self._prefetch(messages)
         request = self._chat_request(messages, kwargs, True)
-        return _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser())
+        async for chunk in _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser()):
+            yield chunk
 
 
 class CompletionOverHTTP(HTTPLLM):

@@ -32,7 +32,7 @@ from llmkit.errors import (
     StreamError,
 )
 from llmkit.transport.errors import ErrorHook, status_error
-from llmkit.transport.retry import RetryPolicy
+from llmkit.transport.retry import Retrying, RetryPolicy
 from llmkit.transport.sse import ServerSentEvent, aiter_sse, iter_sse
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -86,6 +86,7 @@ class HTTPTransport:
         http_client / async_http_client: bring your own httpx clients (proxies, custom TLS; you close them).
         http_transport / async_http_transport: bring your own httpx transports (``httpx.MockTransport``,
             record/replay, a proxy transport) under llmkit's pools.
+        follow_redirects: follow 3xx answers (for fetching media; API calls never should).
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class HTTPTransport:
         async_http_client: httpx.AsyncClient | None = None,
         http_transport: httpx.BaseTransport | None = None,
         async_http_transport: httpx.AsyncBaseTransport | None = None,
+        follow_redirects: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
@@ -123,6 +125,7 @@ class HTTPTransport:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._follow_redirects = follow_redirects
         self._lock = threading.Lock()
 
     # -- clients ------------------------------------------------------------------------------------------------------
@@ -137,7 +140,10 @@ class HTTPTransport:
             with self._lock:
                 if self._client is None:
                     self._client = httpx.Client(
-                        timeout=self.timeout, limits=DEFAULT_LIMITS, transport=self._http_transport
+                        timeout=self.timeout,
+                        limits=DEFAULT_LIMITS,
+                        transport=self._http_transport,
+                        follow_redirects=self._follow_redirects,
                     )
                 client = self._client
         return client
@@ -151,7 +157,10 @@ class HTTPTransport:
         client = self._aclients.get(loop)
         if client is None:
             client = httpx.AsyncClient(
-                timeout=self.timeout, limits=DEFAULT_LIMITS, transport=self._async_http_transport
+                timeout=self.timeout,
+                limits=DEFAULT_LIMITS,
+                transport=self._async_http_transport,
+                follow_redirects=self._follow_redirects,
             )
             self._aclients[loop] = client
         return client
@@ -212,63 +221,55 @@ class HTTPTransport:
     def _deadline(self) -> float | None:
         return None if self.total_timeout is None else time.monotonic() + self.total_timeout
 
+    def _retrying(self, request: Request, max_retries: int | None, deadline: float | None) -> Retrying:
+        url = self._absolute(request.url)
+
+        def classify(exc: Exception) -> tuple[LLMError, bool] | None:
+            if isinstance(exc, httpx.HTTPError | OSError):  # OSError: what a user's transport may raise (TLS)
+                return self._transport_error(exc, url), request.replay_safe or isinstance(exc, UNSENT_ERRORS)
+            if isinstance(exc, LLMError):  # an error status, read by status_error
+                return exc, request.replay_safe or isinstance(exc, RateLimitError)
+            return None
+
+        retries = self.max_retries if max_retries is None else max_retries
+        return Retrying(self.retry_policy, retries, classify, self.callback_manager, deadline)
+
+    def _status_error(self, response: httpx.Response, content: bytes) -> LLMError:
+        return status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
+
     def send(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> httpx.Response:
         """Send with retries; a 2xx response comes back (open, when ``stream``), anything else raises."""
         client = self.client
-        retries = self.max_retries if max_retries is None else max_retries
         deadline = self._deadline()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = client.send(self._build(client, request, timeout, deadline), stream=stream)
-            except (httpx.HTTPError, OSError) as exc:  # OSError: what a user's transport may raise (TLS, sockets)
-                error = self._transport_error(exc, self._absolute(request.url))
-                cause: BaseException = exc
-                unsent = isinstance(exc, UNSENT_ERRORS)
-            else:
-                if response.status_code < 400:
-                    return response
-                content = response.read()
-                response.close()
-                error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-                cause, unsent = error, False
-            replayable = request.replay_safe or unsent or isinstance(error, RateLimitError)
-            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline, replayable)
-            if delay is None:
-                raise error from (cause if cause is not error else None)
-            time.sleep(delay)
+
+        def attempt() -> httpx.Response:
+            response = client.send(self._build(client, request, timeout, deadline), stream=stream)
+            if response.status_code < 400:
+                return response
+            content = response.read()
+            response.close()
+            raise self._status_error(response, content)
+
+        return self._retrying(request, max_retries, deadline).call(attempt)
 
     async def asend(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> httpx.Response:
         """Async :meth:`send`."""
         client = self.aclient
-        retries = self.max_retries if max_retries is None else max_retries
         deadline = self._deadline()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await client.send(self._build(client, request, timeout, deadline), stream=stream)
-            except (httpx.HTTPError, OSError) as exc:  # OSError: what a user's transport may raise (TLS, sockets)
-                error = self._transport_error(exc, self._absolute(request.url))
-                cause: BaseException = exc
-                unsent = isinstance(exc, UNSENT_ERRORS)
-            else:
-                if response.status_code < 400:
-                    return response
-                content = await response.aread()
-                await response.aclose()
-                error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-                cause, unsent = error, False
-            replayable = request.replay_safe or unsent or isinstance(error, RateLimitError)
-            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline, replayable)
-            if delay is None:
-                raise error from (cause if cause is not error else None)
-            await asyncio.sleep(delay)
+
+        async def attempt() -> httpx.Response:
+            response = await client.send(self._build(client, request, timeout, deadline), stream=stream)
+            if response.status_code < 400:
+                return response
+            content = await response.aread()
+            await response.aclose()
+            raise self._status_error(response, content)
+
+        return await self._retrying(request, max_retries, deadline).acall(attempt)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
