@@ -108,8 +108,8 @@ class LiteLLM(LLM):
         context_window / is_function_calling_model: override what litellm's model info says.
 
     Example:
-        >>> llm = LiteLLM(model="openai/gpt-4o-mini", max_tokens=64)
-        >>> llm.metadata.model_name
+        >>> llm = LiteLLM(model="openai/gpt-4o-mini", max_tokens=64)  # litellm itself is imported on first use
+        >>> llm.model
         'openai/gpt-4o-mini'
     """
 
