@@ -180,6 +180,37 @@ class RouterStateError(LLMError):
     """The router's shared state (Redis) could not be read or written."""
 
 
+def configuration_error(cls: type[Any], error: Any) -> ConfigurationError:
+    """A pydantic ``ValidationError`` from building ``cls`` as one readable :class:`ConfigurationError`: each
+    problem with the argument it concerns, the closest valid name for an unknown one, and never the values given
+    (they may be keys)."""
+    import difflib
+
+    fields = getattr(cls, "model_fields", {})
+    names = sorted(set(fields) | {a for f in fields.values() for a in _aliases(f)})
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigurationError):
+            return cause  # a validator's own message already names the fix
+        if item["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(item["loc"][-1]), names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid arguments: {', '.join(names)}"
+            problems.append(f"unknown argument {where!r}{hint}")
+        else:
+            problems.append(f"{where}: {item['msg']}")
+    return ConfigurationError(f"{cls.__name__}: " + "; ".join(problems))
+
+
+def _aliases(field: Any) -> list[str]:
+    alias = getattr(field, "validation_alias", None)
+    choices = getattr(alias, "choices", None)
+    if choices is not None:
+        return [c for c in choices if isinstance(c, str)]
+    return [alias] if isinstance(alias, str) else []
+
+
 def missing_extra(package: str, extra: str) -> ConfigurationError:
     """The error for an optional dependency that is not installed, naming the extra that brings it."""
     return ConfigurationError(

@@ -22,13 +22,13 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from llmkit._steps import arun_steps, run_steps
 from llmkit.callbacks import CallbackManager, LLMEvent
 from llmkit.capabilities import Capabilities
-from llmkit.errors import ToolCallError
+from llmkit.errors import ToolCallError, configuration_error
 from llmkit.prompts import BasePromptTemplate
 from llmkit.prompts import completion_to_prompt as default_completion_to_prompt
 from llmkit.prompts import messages_to_prompt as default_messages_to_prompt
@@ -84,9 +84,27 @@ _SENTINEL_DONE = object()
 class BaseLLM(BaseModel, ABC):
     """The abstract interface every LLM offers: chat and completion, each sync, streamed, async and async-streamed."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=False, protected_namespaces=())
+    # Unknown keywords are errors (a misspelled ``temprature`` or a foreign ``base_url`` must not vanish), and so are
+    # NaN and infinity in any number.
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        validate_assignment=False,
+        protected_namespaces=(),
+        extra="forbid",
+        allow_inf_nan=False,
+    )
 
     callback_manager: CallbackManagerField = Field(default_factory=CallbackManager, exclude=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        """Validate the settings: any mistake is one :class:`~llmkit.errors.ConfigurationError` naming the fix,
+        never pydantic's error with the values given (a key among them)."""
+        if data.get("callback_manager", False) is None:  # LlamaIndex code passes None for "the default"
+            del data["callback_manager"]
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise configuration_error(type(self), exc) from None
 
     @classmethod
     def class_name(cls) -> str:

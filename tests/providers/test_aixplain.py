@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from pydantic import ValidationError
 
 from llmkit import (
     AiXplainLLM,
@@ -72,7 +71,7 @@ def test_constructor_follows_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert llm.run_async_url == "https://models.aixplain.com/api/v1/execute/m1"
     assert "k'" not in repr(llm)
     assert "SecretStr" in repr(llm)
-    with pytest.raises(ValidationError, match="text-generation"):
+    with pytest.raises(ConfigurationError, match="text-generation"):
         AiXplainLLM("m1", "x", api_key="k", function=Function.TRANSLATION)
 
 

@@ -100,7 +100,7 @@ class HTTPLLM(LLM):
         allow_insecure_http: allow sending the key over plain http to a host that is not loopback.
     """
 
-    timeout: float | None = Field(default=60.0, description="Request timeout in seconds (per phase).")
+    timeout: float | None = Field(default=60.0, gt=0, description="Request timeout in seconds (per phase).")
     max_retries: int = Field(default=2, ge=0, description="Retries of transient failures.")
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0, description="The largest answer read.")
     allow_insecure_http: bool = Field(default=False, description="Send keys over http:// to non-loopback hosts.")

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
 from llmkit.capabilities import Capabilities
 from llmkit.errors import (
@@ -117,11 +117,25 @@ class LiteLLM(LLM):
     temperature: float = Field(default=DEFAULT_TEMPERATURE, description="The temperature to use during generation.")
     max_tokens: int | None = Field(default=None, description="The maximum number of tokens to generate.")
     additional_kwargs: dict[str, Any] = Field(default_factory=dict, description="Additional kwargs for the LLM API.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keywords_go_to_litellm(cls, data: Any) -> Any:
+        """As in LlamaIndex: keywords LiteLLM has no field for (``custom_llm_provider=...``) go to every
+        ``litellm.completion`` call, not away."""
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields) | {"callback_manager"}
+        extra = {key: data[key] for key in data if key not in known}
+        if not extra:
+            return data
+        kept = {key: value for key, value in data.items() if key in known}
+        return {**kept, "additional_kwargs": {**extra, **(data.get("additional_kwargs") or {})}}
     max_retries: int = Field(default=2, ge=0, description="The maximum number of API retries.")
     api_key: SecretStr | None = Field(default=None, description="The provider's API key.")
     api_base: str | None = Field(default=None, description="The provider's base URL.")
     api_version: str | None = Field(default=None, description="The API version (Azure).")
-    timeout: float | None = Field(default=60.0, description="Request timeout in seconds.")
+    timeout: float | None = Field(default=60.0, gt=0, description="Request timeout in seconds.")
     context_window: int | None = Field(default=None, description="Override litellm's context window for the model.")
     is_function_calling_model: bool | None = Field(
         default=None, description="Override litellm's answer to whether the model takes tools."

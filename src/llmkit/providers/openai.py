@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError
 from llmkit.providers.base import ChatOverHTTP, CompletionOverHTTP
 from llmkit.structured import PydanticProgramMode
 from llmkit.transport import Request
+from llmkit.transport.client import check_url
 from llmkit.types import (
     AudioBlock,
     ChatMessage,
@@ -89,18 +90,27 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     """
 
     model: str = Field(description="The model to use.")
-    api_base: str = Field(default="https://api.openai.com/v1", description="The base URL of the API.")
+    api_base: str = Field(
+        default="https://api.openai.com/v1",
+        validation_alias=AliasChoices("api_base", "base_url"),  # base_url: the OpenAI SDK's name for it
+        description="The base URL of the API.",
+    )
     api_key: SecretStr | None = Field(default=None, description="The API key.")
     is_chat_model: bool = Field(default=True, description="Whether the model takes chat messages.")
     is_function_calling_model: bool = Field(default=False, description="Whether the model supports tools.")
     context_window: int = Field(default=3900, description="The model's context window in tokens.")
     max_tokens: int | None = Field(default=None, description="The most tokens to generate.")
-    temperature: float | None = Field(default=None, description="Sampling temperature (server default if unset).")
+    temperature: float | None = Field(default=None, ge=0, description="Sampling temperature (server default if unset).")
     additional_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keys for every request.")
     default_headers: dict[str, str] = Field(default_factory=dict, description="Extra headers for every request.")
     server: str | ServerProfile = Field(default="generic", description="The server profile.")
 
     fetched_media: ClassVar[tuple[type[_MediaBlock], ...]] = (AudioBlock, DocumentBlock)  # images go as URLs
+
+    @field_validator("api_base")
+    @classmethod
+    def _valid_url(cls, url: str) -> str:
+        return check_url(url, cls.class_name())
 
     @model_validator(mode="after")
     def _known_profile(self) -> OpenAILike:

@@ -208,6 +208,10 @@ class HTTPTransport:
         self.max_body_bytes = max_body_bytes
         self.allow_insecure_http = allow_insecure_http or os.environ.get("LLMKIT_ALLOW_INSECURE_HTTP") == "1"
         self._lock = threading.Lock()
+        # The secrets this transport sends: redacted from every error it raises (a server may echo the key).
+        self._secrets = [
+            value.split(" ", 1)[-1] for name, value in self.headers.items() if _SECRET_HEADER.search(name) and value
+        ]
         if self.base_url:
             check_url(self.base_url, self.provider)
             self._refuse_cleartext_secrets(self.base_url, self.headers)
@@ -343,10 +347,17 @@ class HTTPTransport:
                 provider=self.provider,
                 body=body.content[:2000].decode("utf-8", errors="replace"),
             )
-        error = status_error(response.status_code, body.content, response.headers, self.provider, self.error_hook)
+        content = self._redact_bytes(body.content)
+        error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
         if body.truncated:
             error.args = (f"{error} [error body truncated at {len(body.content)} bytes]",)
         return error
+
+    def _redact_bytes(self, content: bytes) -> bytes:
+        for secret in self._secrets:
+            if len(secret) >= 8:  # shorter "secrets" would redact ordinary words
+                content = content.replace(secret.encode(), b"[redacted]")
+        return content
 
     def _body_deadline(self, built: httpx.Request) -> float | None:
         """A body must arrive whole within the read timeout (and the call's deadline): a server trickling bytes

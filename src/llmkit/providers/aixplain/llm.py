@@ -212,21 +212,21 @@ class AiXplainLLM(HTTPLLM):
     ) -> None:
         # llmkit's own settings (timeout, max_retries, url, system_prompt, ...) are fields; the rest is asset info.
         settings = {key: additional_info.pop(key) for key in list(additional_info) if key in type(self).model_fields}
-        super().__init__(
-            id=id,
-            name=name,
-            description=description,
-            api_key=api_key,
-            supplier=supplier,
-            version=version,
-            function=function,
-            is_subscribed=is_subscribed,
-            cost=cost,
-            temperature=temperature,
-            function_type=function_type,
-            additional_info={**settings.pop("additional_info", {}), **additional_info},
-            **settings,
-        )
+        fields: dict[str, Any] = {
+            "id": id,
+            "name": name,
+            "description": description,
+            "api_key": api_key,
+            "supplier": supplier,
+            "version": version,
+            "function": function,
+            "is_subscribed": is_subscribed,
+            "cost": cost,
+            "temperature": temperature,
+            "function_type": function_type,
+            "additional_info": {**settings.pop("additional_info", {}), **additional_info},
+        }
+        super().__init__(**fields, **settings)
         if self.api_key is None:
             self.api_key = _api_key_from_env()
         if self.api_key is None:
