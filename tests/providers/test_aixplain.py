@@ -39,6 +39,7 @@ def server() -> Iterator[AiXplainServer]:
 def make(server: AiXplainServer, model: str = "direct", **kwargs: object) -> AiXplainLLM:
     kwargs.setdefault("url", server.run_url)
     kwargs.setdefault("api_key", KEY)
+    kwargs.setdefault("supports_streaming", "stream" in model)
     return AiXplainLLM(model, model.title(), **kwargs)  # type: ignore[arg-type]
 
 
@@ -243,7 +244,7 @@ def test_http_errors_on_run_as_the_sdk_words_them(server: AiXplainServer) -> Non
     assert finished(make(server).run("Hi")).error_message.startswith("Payment required")
     server.script.append(Canned(502, b"<html>bad gateway</html>"))
     assert finished(make(server, max_retries=0).run("Hi")).error_message == (
-        "Unspecified Client/Server Error (Status 502) Details: unspecified error"
+        "Unspecified Server Error (Status 502) Details: unspecified error"
     )
     assert KEY not in response.error_message
 
