@@ -31,7 +31,7 @@ def _base_payload(data: Any, parse_json: bool) -> dict[str, Any]:
             return {"data": data}
         if isinstance(parsed, dict):
             return parsed
-        if isinstance(parsed, int | float) and not isinstance(parsed, bool):
+        if isinstance(parsed, int | float):  # bools too (an int in Python): "true" is sent as "True", as the SDK
             return {"data": str(parsed)}
         return {"data": parsed}
     return {"data": data}
