@@ -8,11 +8,27 @@ Two faces, two error styles:
 * ``chat``, ``complete`` and their stream/async forms raise llmkit's typed errors, and map messages the SDK's way:
   the system message to ``context``, earlier turns to ``history``, the last message to ``data``.
 
-Where the SDK is wrong, llmkit does it right (see ``shared/protocols/gradient-and-aixplain.md``, B.8-B.11): polling
-stops on a 4xx answer instead of spinning until the timeout; every request has an HTTP timeout; a stream's HTTP
-status is checked; ``data:`` with or without a space and OpenAI-style chunks are read; an ``error_code`` in a body
-is reported, not a crash; the API key is only sent to the configured host or an aiXplain host, never to a foreign
-poll URL; a ``data`` string naming a local file is sent as text, not uploaded.
+Everywhere seed 003 is silent, the released SDK (``aixplain`` 0.2.48) is the reference: its error texts, its
+reading of odd bodies, ``top_p`` sent only when given (the signature's 1.0 stands for "not given"), ``response_format``,
+the ``supports_streaming`` gate, ``ModelResponse`` item assignment, and ``run``/``sync_poll`` going through the public
+:meth:`AiXplainLLM.poll` (patchable with ``mock.patch.object``, overridable in a subclass).
+``tests/providers/test_aixplain_differential.py`` compares both, call for call; its ``ALLOWED_DIFFERENCES`` table
+lists every departure. Where the SDK is wrong, llmkit does it right (``shared/protocols/gradient-and-aixplain.md``,
+B.8-B.11):
+
+* polling stops on a 4xx answer instead of spinning until the timeout; a 5xx poll is retried (a GET is safe), then
+  stops with the status's text;
+* every request has an HTTP timeout (the SDK waits forever on a silent server);
+* a stream's HTTP status is checked; ``data:`` with or without a space and OpenAI-style chunks are read, and the
+  prefix is taken off the line start only; an error event ends the stream ``FAILED``;
+* an ``error_code`` in a body is reported, not a crash;
+* the API key is only sent to the configured host or an aiXplain host, never to a foreign poll URL;
+* a ``data`` string naming a local file is sent as text, not uploaded;
+* replay safety: the run POST (a job start) is never re-sent after an ambiguous failure (5xx, 408, 409, a timeout or
+  a reset), since the job may already run and bill; a 429 or a failed connect is retried (nothing started); polls
+  are retried as any GET;
+* a model that does not stream is refused with a :class:`~llmkit.errors.ConfigurationError` naming the fix (the SDK
+  raises a bare ``AssertionError``).
 """
 
 from __future__ import annotations
