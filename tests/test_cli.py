@@ -40,8 +40,11 @@ def test_interactive_keeps_history_and_exits_on_eof(model_path: Path) -> None:
     assert result.returncode == 0
 
 
-def test_complete_and_models() -> None:
+def test_complete() -> None:
     assert run("complete", "hello world", "--model", "mock").stdout == "hello world\n"
+
+
+def test_models(model_path: Path) -> None:
     models = run("models")
     assert "openai-like" in models.stdout
     assert ".gguf" in models.stdout

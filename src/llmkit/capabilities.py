@@ -37,6 +37,8 @@ class Capabilities:
         vision: the service accepts images in messages.
         replay_safe: a call may be sent again after an ambiguous failure (a 5xx, a timeout, a reset). False for
             services where a call starts billable work (an aiXplain job), which routers then never re-send.
+        assistant_prefill: a trailing assistant message is continued, not answered (a router may resume a broken
+            stream there).
     """
 
     chat: bool = True
@@ -46,6 +48,7 @@ class Capabilities:
     tool_calling: bool = False
     vision: bool = False
     replay_safe: bool = True
+    assistant_prefill: bool = False
 
     def __post_init__(self) -> None:
         if not (self.chat or self.completion):

@@ -1,7 +1,11 @@
 """``create(spec)``: build any provider's LLM from a string such as ``"local"`` or ``"openai-like/MODEL"``.
 
 Providers are registered by prefix with the dotted path of a factory, so nothing is imported until it is used.
-Your own providers register the same way.
+Your own providers register the same way: in code with :func:`register_provider`, or from an installed package that
+declares an entry point in the ``llmkit.providers`` group (found by ``create()``, the CLI and ``llmkit models``)::
+
+    [project.entry-points."llmkit.providers"]
+    myservice = "my_package.llm:from_spec"   # from_spec(rest_of_spec, **kwargs) -> LLM
 
 Example:
     >>> import llmkit
@@ -41,13 +45,30 @@ def _mock_from_spec(rest: str, **kwargs: Any) -> LLM:
     return MockLLM(**kwargs)
 
 
+ENTRY_POINT_GROUP = "llmkit.providers"
+_plugins_loaded = False
+
+
 def register_provider(prefix: str, factory: Factory | str) -> None:
     """Register a provider: ``factory(rest_of_spec, **kwargs)`` builds the LLM (or a ``"module:function"`` path)."""
     _REGISTRY[prefix] = factory
 
 
+def _load_plugins() -> None:
+    """Register the providers installed packages declare as entry points (once; built-in prefixes win)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        _REGISTRY.setdefault(entry.name, entry.value)
+
+
 def known_providers() -> list[str]:
-    """The registered prefixes."""
+    """The registered prefixes, entry-point plugins included."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -67,6 +88,9 @@ def create(spec: str, **kwargs: Any) -> LLM:
     """
     prefix, _, rest = spec.partition("/")
     target = _REGISTRY.get(prefix)
+    if target is None:
+        _load_plugins()
+        target = _REGISTRY.get(prefix)
     if target is None:
         raise ConfigurationError(
             f"Unknown model spec {spec!r}: no provider is registered for {prefix!r}. "

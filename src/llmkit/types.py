@@ -117,15 +117,21 @@ class _MediaBlock(BaseModel):
             if self.path is not None:
                 raw = self.path.read_bytes()
             elif self.url is not None:
-                import httpx
+                from llmkit.transport.media import fetch
 
-                response = httpx.get(self.url, timeout=timeout, follow_redirects=True)
-                response.raise_for_status()
-                raw = response.content
+                raw = fetch(self.url, timeout=timeout)
             else:
                 raise ValueError(f"{type(self).__name__} has no data, path or url")
             data = base64.b64encode(raw)
         return data if as_base64 else base64.b64decode(data)
+
+    async def aprefetch(self, *, timeout: float = 30.0) -> None:
+        """Fetch the URL now, without blocking the event loop, and keep the bytes in the block (so building a request
+        later needs no I/O). Nothing to do when the block has its data or a path."""
+        if getattr(self, self._data_field) is None and self.path is None and self.url is not None:
+            from llmkit.transport.media import afetch
+
+            object.__setattr__(self, self._data_field, base64.b64encode(await afetch(self.url, timeout=timeout)))
 
     @property
     def mimetype(self) -> str:

@@ -26,6 +26,8 @@ from llmkit import (
 )
 from tests.servers.fault import FaultServer
 
+pytest.importorskip("litellm", reason="the 'litellm' extra is not installed: pip install 'llmkit[litellm]'")
+
 Q = [ChatMessage(role="user", content="What is the capital of France?")]
 
 

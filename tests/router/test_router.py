@@ -273,7 +273,8 @@ print(done)
 
 def test_three_processes_share_one_global_rpm(redis_url: str) -> None:
     window = 3.0
-    start_at = (time.time() // window + 1) * window + 0.05  # the start of a fresh window, for all three
+    # The start of a fresh window, late enough that all three have started (imports take a while on a busy machine).
+    start_at = ((time.time() + 6) // window + 1) * window + 0.05
     namespace = f"t{time.time_ns()}"
     workers = [
         subprocess.Popen(
@@ -313,3 +314,71 @@ def test_unreachable_redis_is_a_typed_error() -> None:
     router = Router(groups={"g": [MockLLM()]}, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(RouterStateError, match="redis-server is running"):
         router.chat(HI)
+
+
+class Dying(FunctionLLM):
+    """Streams two pieces of its answer, then breaks."""
+
+    def _stream_chat(self, messages: Any, **kwargs: Any) -> Iterator[Any]:
+        from llmkit.types import ChatResponse, text_message
+
+        yield ChatResponse(message=text_message("The answer"), delta="The answer")
+        yield ChatResponse(message=text_message("The answer is"), delta=" is")
+        raise StreamError("connection reset", received="The answer is")
+
+    def _stream_complete(self, prompt: str, **kwargs: Any) -> Iterator[Any]:
+        from llmkit.types import CompletionResponse
+
+        yield CompletionResponse(text="The answer", delta="The answer")
+        raise StreamError("connection reset", received="The answer")
+
+
+class Prefilling(FunctionLLM):
+    """A chat deployment that continues a trailing assistant message."""
+
+    def _capabilities(self) -> Any:
+        from llmkit.capabilities import Capabilities
+
+        return Capabilities(chat=True, assistant_prefill=True)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_resume_continues_a_broken_stream_elsewhere(mode: str) -> None:
+    backup = Prefilling(chat_fn=lambda messages, kwargs: " 42.")
+    router = Router(
+        groups={"g": [Deployment(Dying(chat_fn=lambda m, k: ""), name="dying"), Deployment(backup, name="backup")]},
+        strategy=lambda d, s: list(d),
+        resume=True,
+    )
+
+    async def collect() -> list[Any]:
+        return [chunk async for chunk in await router.astream_chat(HI)]
+
+    chunks = list(router.stream_chat(HI)) if mode == "sync" else asyncio.run(collect())
+    assert "".join(c.delta or "" for c in chunks) == "The answer is 42."
+    assert chunks[-1].message.content == "The answer is 42."
+    continued = backup.calls[-1][0]
+    assert (continued[-1].role.value, continued[-1].content) == ("assistant", "The answer is")
+
+
+def test_resume_of_a_completion_extends_the_prompt() -> None:
+    backup = FunctionLLM(complete_fn=lambda prompt, kwargs: " 42.")
+    router = Router(
+        groups={"g": [Deployment(Dying(complete_fn=lambda p, k: ""), name="dying"), Deployment(backup, name="backup")]},
+        strategy=lambda d, s: list(d),
+        resume=True,
+    )
+    chunks = list(router.stream_complete("Q: the answer? A:"))
+    assert chunks[-1].text == "The answer 42."
+    assert backup.calls[-1][0] == "Q: the answer? A:The answer"
+
+
+def test_resume_without_a_capable_deployment_is_a_stream_error() -> None:
+    router = Router(
+        groups={"g": [Deployment(Dying(chat_fn=lambda m, k: ""), name="dying"), FunctionLLM(chat_fn=lambda m, k: "x")]},
+        strategy=lambda d, s: list(d),
+        resume=True,
+    )
+    with pytest.raises(StreamError, match="resume") as info:
+        list(router.stream_chat(HI))
+    assert info.value.received == "The answer is"

@@ -23,7 +23,7 @@ class DeploymentServer(ThreadingHTTPServer):
         self.name, self.behaviour, self.delay, self.retry_after = name, behaviour, delay, retry_after
         self.requests = 0
         self.lock = threading.Lock()
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
     def url(self) -> str:

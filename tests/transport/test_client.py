@@ -149,8 +149,11 @@ def test_non_json_success_body(fault_server: FaultServer) -> None:
         llm.chat(HI)
 
 
-def test_50mb_body(fault_server: FaultServer) -> None:
-    llm, _ = make(fault_server, "big-body")
+def test_50mb_body_is_capped_unless_allowed(fault_server: FaultServer) -> None:
+    llm, _ = make(fault_server, "big-body", max_retries=0)
+    with pytest.raises(ResponseParseError, match="max_body_bytes"):
+        llm.chat(HI)  # the default cap is 32 MB
+    llm, _ = make(fault_server, "big-body", max_body_bytes=64 * 2**20)
     assert len(llm.chat(HI).content or "") == 50 * 1024 * 1024
 
 

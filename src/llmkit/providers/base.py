@@ -13,16 +13,17 @@ it. A provider inherits the mixin of each family its service natively has:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import httpx
 from pydantic import Field, PrivateAttr
 
-from llmkit.errors import StreamError
+from llmkit.errors import APITimeoutError, StreamError
 from llmkit.llm import LLM
 from llmkit.transport import HTTPTransport, Request, ServerSentEvent
+from llmkit.transport.client import DEFAULT_MAX_BODY_BYTES
 from llmkit.transport.errors import ErrorHook
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, _MediaBlock
 from llmkit.wire.stream import StreamParser
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -33,17 +34,29 @@ def call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {key: kwargs.pop(key) for key in ("timeout", "max_retries") if key in kwargs}
 
 
+#: Events read after the end marker, looking for the end of the body (so the connection can be reused).
+_DRAIN_EVENTS = 16
+
+
 def _run_stream(events: Iterator[ServerSentEvent], parser: StreamParser[R]) -> Iterator[R]:
+    drained = 0
     try:
         for event in events:
-            if parser.done:
-                continue  # read to the end of the body, so the connection goes back to the pool
+            if parser.done:  # drain a little, so the connection goes back to the pool; then stop
+                drained += 1
+                if drained > _DRAIN_EVENTS:
+                    break
+                continue
             chunk = parser.feed(event)
             if chunk is not None:
                 yield chunk
     except StreamError as exc:
         exc.received = parser.text
         raise
+    except APITimeoutError:
+        if not parser.done:
+            raise
+        # After the end marker the answer is complete: a server that keeps sending keep-alives is just cut off.
     finally:
         close = getattr(events, "close", None)
         if close is not None:
@@ -52,16 +65,24 @@ def _run_stream(events: Iterator[ServerSentEvent], parser: StreamParser[R]) -> I
 
 
 async def _arun_stream(events: AsyncIterator[ServerSentEvent], parser: StreamParser[R]) -> AsyncIterator[R]:
+    drained = 0
     try:
         async for event in events:
-            if parser.done:
-                continue  # read to the end of the body, so the connection goes back to the pool
+            if parser.done:  # drain a little, so the connection goes back to the pool; then stop
+                drained += 1
+                if drained > _DRAIN_EVENTS:
+                    break
+                continue
             chunk = parser.feed(event)
             if chunk is not None:
                 yield chunk
     except StreamError as exc:
         exc.received = parser.text
         raise
+    except APITimeoutError:
+        if not parser.done:
+            raise
+        # After the end marker the answer is complete: a server that keeps sending keep-alives is just cut off.
     finally:
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
@@ -75,10 +96,14 @@ class HTTPLLM(LLM):
     Args:
         timeout: seconds per phase (connect is capped at 10 s), or an ``httpx.Timeout``; per call ``timeout=``.
         max_retries: retries of 408/409/429/5xx and connection errors (default 2); per call ``max_retries=``.
+        max_body_bytes: the largest answer read (32 MB); a longer one is a typed error, a longer error is truncated.
+        allow_insecure_http: allow sending the key over plain http to a host that is not loopback.
     """
 
     timeout: float | None = Field(default=60.0, description="Request timeout in seconds (per phase).")
     max_retries: int = Field(default=2, ge=0, description="Retries of transient failures.")
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0, description="The largest answer read.")
+    allow_insecure_http: bool = Field(default=False, description="Send keys over http:// to non-loopback hosts.")
 
     _transport: HTTPTransport | None = PrivateAttr(default=None)
 
@@ -102,6 +127,8 @@ class HTTPLLM(LLM):
             max_retries=self.max_retries,
             callback_manager=self.callback_manager,
             error_hook=self._error_hook(),
+            max_body_bytes=self.max_body_bytes,
+            allow_insecure_http=self.allow_insecure_http,
             **self._transport_settings(),
             **plug,
         )
@@ -162,8 +189,20 @@ class ChatOverHTTP(HTTPLLM):
         options = call_options(kwargs)
         return self._parse_chat(self.transport.request_json(self._chat_request(messages, kwargs, False), **options))
 
+    #: Media blocks the wire format sends as bytes: on the async path their URLs are fetched first, without
+    #: blocking the event loop (the sync path fetches them while building the request).
+    fetched_media: ClassVar[tuple[type[_MediaBlock], ...]] = ()
+
+    async def _prefetch(self, messages: Sequence[ChatMessage]) -> None:
+        if self.fetched_media:
+            for message in messages:
+                for block in message.blocks:
+                    if isinstance(block, self.fetched_media):
+                        await cast(_MediaBlock, block).aprefetch()
+
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)
+        await self._prefetch(messages)
         request = self._chat_request(messages, kwargs, False)
         return self._parse_chat(await self.transport.arequest_json(request, **options))
 
@@ -172,10 +211,12 @@ class ChatOverHTTP(HTTPLLM):
         request = self._chat_request(messages, kwargs, True)
         return _run_stream(self.transport.stream_events(request, **options), self._chat_stream_parser())
 
-    def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+    async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         options = call_options(kwargs)
+        await self._prefetch(messages)
         request = self._chat_request(messages, kwargs, True)
-        return _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser())
+        async for chunk in _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser()):
+            yield chunk
 
 
 class CompletionOverHTTP(HTTPLLM):

@@ -1,7 +1,8 @@
 """Gradient (gradient.ai): base models by slug and fine-tuned model adapters by id.
 
-Wire-identical to the official ``gradientai`` SDK 1.13.1 (see ``shared/protocols/gradient-and-aixplain.md``, Part A):
-the same paths, headers and completion body, every one of its eight keys present (``null`` when unset). Where the SDK
+Wire-identical to the official ``gradientai`` SDK 1.13.1: ``GET {host}/models?onlyBase=...`` to resolve a slug,
+``POST {host}/models/{id}/complete`` with ``Authorization: Bearer`` and ``x-gradient-workspace-id``, and the SDK's
+completion body with every one of its eight keys present (``null`` when unset). Where the SDK
 is weak, llmkit does better without changing what goes on the wire: constructing an LLM does no network I/O (the
 model is resolved on first use and cached), async is real async I/O, 429 and 5xx are retried with backoff, calls
 have timeouts, and error bodies become typed errors.

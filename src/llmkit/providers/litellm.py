@@ -17,13 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr
@@ -41,10 +39,9 @@ from llmkit.llm import LLM
 from llmkit.structured import PydanticProgramMode
 from llmkit.transport import RetryPolicy
 from llmkit.transport.errors import error_for_status
+from llmkit.transport.retry import Retrying
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata
 from llmkit.wire.openai import ChatStreamParser, parse_chat, to_openai_message, tools_body
-
-T = TypeVar("T")
 
 DEFAULT_TEMPERATURE = 0.1
 DEFAULT_CONTEXT_WINDOW = 3900
@@ -111,8 +108,8 @@ class LiteLLM(LLM):
         context_window / is_function_calling_model: override what litellm's model info says.
 
     Example:
-        >>> llm = LiteLLM(model="openai/gpt-4o-mini", max_tokens=64)
-        >>> llm.metadata.model_name
+        >>> llm = LiteLLM(model="openai/gpt-4o-mini", max_tokens=64)  # litellm itself is imported on first use
+        >>> llm.model
         'openai/gpt-4o-mini'
     """
 
@@ -210,44 +207,21 @@ class LiteLLM(LLM):
         value = kwargs.pop("max_retries", None)
         return self.max_retries if value is None else int(value)
 
-    def _with_retries(self, call: Callable[[], T], retries: int) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return call()
-            except Exception as exc:
-                error = map_error(exc)
-                delay = self._retry_policy.next_delay(error, attempt, retries, self.callback_manager)
-                if delay is None:
-                    raise error from (exc if exc is not error else None)
-            time.sleep(delay)
-
-    async def _awith_retries(self, call: Callable[[], Awaitable[T]], retries: int) -> T:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await call()
-            except Exception as exc:
-                error = map_error(exc)
-                delay = self._retry_policy.next_delay(error, attempt, retries, self.callback_manager)
-                if delay is None:
-                    raise error from (exc if exc is not error else None)
-            await asyncio.sleep(delay)
+    def _retrying(self, retries: int) -> Retrying:
+        return Retrying(self._retry_policy, retries, lambda exc: (map_error(exc), True), self.callback_manager)
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         litellm = import_litellm()
         retries = self._retries(kwargs)
         call = self._call_kwargs(messages, kwargs, stream=False)
-        response = self._with_retries(lambda: litellm.completion(**call), retries)
+        response = self._retrying(retries).call(lambda: litellm.completion(**call))
         return parse_chat(response.model_dump(), "litellm")
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         litellm = import_litellm()
         retries = self._retries(kwargs)
         call = self._call_kwargs(messages, kwargs, stream=False)
-        response = await self._awith_retries(lambda: litellm.acompletion(**call), retries)
+        response = await self._retrying(retries).acall(lambda: litellm.acompletion(**call))
         return parse_chat(response.model_dump(), "litellm")
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
@@ -256,7 +230,7 @@ class LiteLLM(LLM):
         call = self._call_kwargs(messages, kwargs, stream=True)
         parser = ChatStreamParser("litellm")
         # The request is sent (and retried) before the first chunk; once text has arrived, a failure is final.
-        chunks = self._with_retries(lambda: litellm.completion(**call), retries)
+        chunks = self._retrying(retries).call(lambda: litellm.completion(**call))
         try:
             for chunk in chunks:
                 response = parser.feed_chunk(chunk.model_dump())
@@ -271,7 +245,7 @@ class LiteLLM(LLM):
         retries = self._retries(kwargs)
         call = self._call_kwargs(messages, kwargs, stream=True)
         parser = ChatStreamParser("litellm")
-        chunks = await self._awith_retries(lambda: litellm.acompletion(**call), retries)
+        chunks = await self._retrying(retries).acall(lambda: litellm.acompletion(**call))
         try:
             async for chunk in chunks:
                 response = parser.feed_chunk(chunk.model_dump())

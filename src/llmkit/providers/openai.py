@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -27,7 +27,15 @@ from llmkit.errors import ConfigurationError
 from llmkit.providers.base import ChatOverHTTP, CompletionOverHTTP
 from llmkit.structured import PydanticProgramMode
 from llmkit.transport import Request
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata
+from llmkit.types import (
+    AudioBlock,
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    DocumentBlock,
+    LLMMetadata,
+    _MediaBlock,
+)
 from llmkit.wire.openai import (
     ChatStreamParser,
     CompletionStreamParser,
@@ -91,6 +99,8 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     additional_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra keys for every request.")
     default_headers: dict[str, str] = Field(default_factory=dict, description="Extra headers for every request.")
     server: str | ServerProfile = Field(default="generic", description="The server profile.")
+
+    fetched_media: ClassVar[tuple[type[_MediaBlock], ...]] = (AudioBlock, DocumentBlock)  # images go as URLs
 
     @model_validator(mode="after")
     def _known_profile(self) -> OpenAILike:

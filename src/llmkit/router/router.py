@@ -15,6 +15,8 @@ deployment. Failures feed circuit breakers (see :mod:`llmkit.router.state`):
   ``content_policy_fallbacks``; any other 400 is the caller's and is raised at once.
 * Streams fail over only before their first chunk. Once a chunk has reached the caller, a failure raises
   :class:`~llmkit.errors.StreamError` carrying the text received: never a truncated answer reported as complete.
+  With ``resume=True`` the router instead continues the answer on another deployment from the text received
+  (completion calls by extending the prompt; chat calls only on deployments with ``assistant_prefill``).
   ``stream_idle_timeout`` bounds the wait for each chunk of an async stream (sync streams rely on the deployment's
   read timeout).
 
@@ -36,7 +38,8 @@ import json
 import re
 import time
 import tomllib
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -63,7 +66,7 @@ from llmkit.router.deployment import Deployment
 from llmkit.router.state import LocalState, RedisState, RouterState
 from llmkit.router.strategies import STRATEGIES, Strategy
 from llmkit.structured import PydanticProgramMode
-from llmkit.types import ChatResponse, LLMMetadata
+from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, text_message
 from llmkit.wrapper import LLMCall, Response, WrapperLLM
 
 _CONTEXT_WINDOW = re.compile(r"context.{0,20}(length|window)|maximum context|too many tokens|prompt is too long", re.I)
@@ -98,8 +101,9 @@ class _Plan:
     def _note_wait(self, seconds: float) -> None:
         self.retry_after = seconds if self.retry_after is None else min(self.retry_after, seconds)
 
-    def next(self) -> Deployment | None:
-        """The next deployment to call, its limits taken; None when the budget or the candidates are exhausted."""
+    def next(self, eligible: Callable[[Deployment], bool] | None = None) -> Deployment | None:
+        """The next deployment to call (that is ``eligible``), its limits taken; None when the budget or the
+        candidates are exhausted."""
         router, state = self.router, self.state
         while len(self.attempts) < router.max_attempts:
             if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -112,7 +116,7 @@ class _Plan:
                 self.queue = self.strategy(deployments, state) if len(deployments) > 1 else list(deployments)
                 continue
             deployment = self.queue.pop(0)
-            if deployment.name in self.tried:
+            if deployment.name in self.tried or (eligible is not None and not eligible(deployment)):
                 continue
             if not state.claim(deployment.name):
                 self._note_wait(state.cooldown_remaining(deployment.name) or state.probe_seconds)
@@ -185,7 +189,11 @@ class _Plan:
         message = f"router: the stream from deployment {deployment.name!r} broke after {len(received)} characters"
         return StreamError(f"{message}: {error}", received=received)
 
-    def exhausted(self) -> NoDeploymentAvailableError:
+    def exhausted(self, received: str = "") -> LLMError:
+        """The error when no deployment is left: to resume a broken stream (``received``), or to answer at all."""
+        if received:
+            message = f"router: no deployment could resume the broken answer of group {self.group!r}"
+            return StreamError(message, received=received)
         tried = "; ".join(f"{name}: {type(error).__name__}: {error}" for name, error in self.attempts) or "none"
         wait = "" if self.retry_after is None else f"; the earliest becomes available in {self.retry_after:.1f} s"
         return NoDeploymentAvailableError(
@@ -211,6 +219,8 @@ class Router(WrapperLLM):
         cooldown_seconds: how long a failing deployment is skipped (429 uses the server's Retry-After).
         allowed_failures / failure_window: other failures that trip a deployment's breaker.
         stream_idle_timeout: seconds an async stream may wait for its next chunk.
+        resume: when a stream breaks after chunks, continue it on another deployment from the text received (chat
+            calls go only to deployments whose capabilities say ``assistant_prefill``); the caller sees one answer.
         redis_url / namespace: share limits, in-flight counts and cooldowns across processes.
         state: your own :class:`~llmkit.router.state.RouterState` (default: local, or Redis given ``redis_url``).
         window_seconds: the length of the rpm/tpm window (60).
@@ -229,6 +239,7 @@ class Router(WrapperLLM):
     allowed_failures: int = Field(default=3, ge=1)
     failure_window: float = Field(default=60.0, gt=0)
     stream_idle_timeout: float | None = Field(default=None, gt=0)
+    resume: bool = False
     redis_url: str | None = Field(default=None, exclude=True)
     namespace: str = "default"
     window_seconds: float = Field(default=60.0, gt=0)
@@ -374,26 +385,54 @@ class Router(WrapperLLM):
             return response
         raise plan.exhausted()
 
-    def _stream(self, call: LLMCall) -> Generator[Response, None, None]:
-        plan, call = self._plan(call)
-        while (deployment := plan.next()) is not None:
+    def _continuation(self, call: LLMCall, received: str) -> LLMCall:
+        """The call that continues an answer cut after ``received``: the text as a trailing assistant message (chat)
+        or appended to the prompt (completion)."""
+        if call.is_chat:
+            prefill = ChatMessage(role=MessageRole.ASSISTANT, content=received)
+            return LLMCall.chat([*call.messages, prefill], call.kwargs)
+        return LLMCall.complete(call.prompt + received, True, call.kwargs)
+
+    def _eligible(self, call: LLMCall, received: str) -> Callable[[Deployment], bool] | None:
+        """Who may continue a broken chat answer: deployments that continue a trailing assistant message."""
+        if not received or not call.is_chat:
+            return None
+        return lambda deployment: deployment.llm.capabilities.assistant_prefill
+
+    def _open(self, plan: _Plan, call: LLMCall, received: str) -> _Opened:
+        """A stream on the next deployment that sends a first chunk (failing over before it)."""
+        attempt = self._continuation(call, received) if received else call
+        while (deployment := plan.next(self._eligible(call, received))) is not None:
             started = time.monotonic()
             chunks: Iterator[Response] = iter(())
             try:
-                chunks = plan.call_on(call, deployment).stream(deployment.llm)
+                chunks = plan.call_on(attempt, deployment).stream(deployment.llm)
                 first = next(chunks, None)
             except LLMError as error:
                 _close(chunks)
                 plan.failed(deployment, started, error)
                 continue
-            first_token, last = time.monotonic() - started, first
+            return _Opened(deployment, chunks, first, started)
+        raise plan.exhausted(received)
+
+    def _stream(self, call: LLMCall) -> Generator[Response, None, None]:
+        plan, call = self._plan(call)
+        opened, received = self._open(plan, call, ""), ""
+        while True:
+            deployment, chunks, last, started = opened.deployment, opened.chunks, opened.first, opened.started
+            first_token = time.monotonic() - started
             try:
-                if first is not None:
-                    yield first
+                if last is not None:
+                    yield _after(received, last)
                 for last in chunks:
-                    yield last
+                    yield _after(received, last)
             except LLMError as error:
-                raise plan.broken(deployment, started, error, _text_of(last) if last else "") from error
+                so_far = received + (_text_of(last) if last else "")
+                broken = plan.broken(deployment, started, error, so_far)
+                if not self.resume:
+                    raise broken from error
+                opened, received = self._open(plan, call, so_far), so_far
+                continue
             except GeneratorExit:
                 self.state.release(deployment.name)
                 raise
@@ -401,49 +440,78 @@ class Router(WrapperLLM):
                 _close(chunks)
             plan.succeeded(deployment, started, first_token, last)
             return
-        raise plan.exhausted()
 
-    async def _astream(self, call: LLMCall) -> AsyncGenerator[Response, None]:
-        plan, call = self._plan(call)
-        idle = self.stream_idle_timeout
-        while (deployment := plan.next()) is not None:
+    async def _aopen(self, plan: _Plan, call: LLMCall, received: str) -> _AOpened:
+        attempt = self._continuation(call, received) if received else call
+        while (deployment := plan.next(self._eligible(call, received))) is not None:
             started = time.monotonic()
             chunks: AsyncGenerator[Response, None] | None = None
             try:
-                chunks = await plan.call_on(call, deployment).astream(deployment.llm)
-                first = await _next_chunk(chunks, idle, deployment)
+                chunks = await plan.call_on(attempt, deployment).astream(deployment.llm)
+                first = await _next_chunk(chunks, self.stream_idle_timeout, deployment)
             except LLMError as error:
                 if chunks is not None:
                     await chunks.aclose()
                 plan.failed(deployment, started, error)
                 continue
-            return self._arelay(plan, deployment, chunks, first, started, idle)
-        raise plan.exhausted()
+            return _AOpened(deployment, chunks, first, started)
+        raise plan.exhausted(received)
 
-    async def _arelay(
-        self,
-        plan: _Plan,
-        deployment: Deployment,
-        chunks: AsyncGenerator[Response, None],
-        first: Response | None,
-        started: float,
-        idle: float | None,
-    ) -> AsyncGenerator[Response, None]:
-        first_token, last = time.monotonic() - started, first
-        try:
-            if first is not None:
-                yield first
-                while (chunk := await _next_chunk(chunks, idle, deployment)) is not None:
-                    last = chunk
-                    yield chunk
-        except LLMError as error:
-            raise plan.broken(deployment, started, error, _text_of(last) if last else "") from error
-        except (GeneratorExit, asyncio.CancelledError):
-            self.state.release(deployment.name)
-            raise
-        finally:
-            await chunks.aclose()
-        plan.succeeded(deployment, started, first_token, last)
+    async def _astream(self, call: LLMCall) -> AsyncGenerator[Response, None]:
+        plan, call = self._plan(call)
+        return self._arelay(plan, call, await self._aopen(plan, call, ""))
+
+    async def _arelay(self, plan: _Plan, call: LLMCall, opened: _AOpened) -> AsyncGenerator[Response, None]:
+        received, idle = "", self.stream_idle_timeout
+        while True:
+            deployment, chunks, last, started = opened.deployment, opened.chunks, opened.first, opened.started
+            first_token = time.monotonic() - started
+            try:
+                if last is not None:
+                    yield _after(received, last)
+                    while (chunk := await _next_chunk(chunks, idle, deployment)) is not None:
+                        last = chunk
+                        yield _after(received, chunk)
+            except LLMError as error:
+                so_far = received + (_text_of(last) if last else "")
+                broken = plan.broken(deployment, started, error, so_far)
+                if not self.resume:
+                    raise broken from error
+                opened, received = await self._aopen(plan, call, so_far), so_far
+                continue
+            except (GeneratorExit, asyncio.CancelledError):
+                self.state.release(deployment.name)
+                raise
+            finally:
+                await chunks.aclose()
+            plan.succeeded(deployment, started, first_token, last)
+            return
+
+
+@dataclass(slots=True)
+class _Opened:
+    deployment: Deployment
+    chunks: Iterator[Response]
+    first: Response | None
+    started: float
+
+
+@dataclass(slots=True)
+class _AOpened:
+    deployment: Deployment
+    chunks: AsyncGenerator[Response, None]
+    first: Response | None
+    started: float
+
+
+def _after(received: str, chunk: Response) -> Response:
+    """A chunk of a resumed answer, its text following what the caller already received (as is, when nothing was)."""
+    if not received:
+        return chunk
+    if isinstance(chunk, ChatResponse):
+        message = text_message(received + (chunk.message.content or ""), chunk.message.additional_kwargs)
+        return chunk.model_copy(update={"message": message})
+    return chunk.model_copy(update={"text": received + chunk.text})
 
 
 def _close(chunks: Iterator[Response]) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import threading
 import time
 import weakref
@@ -25,20 +27,29 @@ import httpx
 from llmkit.callbacks import CallbackManager
 from llmkit.errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
+    ConfigurationError,
     LLMError,
     RateLimitError,
     ResponseParseError,
     StreamError,
 )
 from llmkit.transport.errors import ErrorHook, status_error
-from llmkit.transport.retry import RetryPolicy
+from llmkit.transport.retry import Retrying, RetryPolicy
 from llmkit.transport.sse import ServerSentEvent, aiter_sse, iter_sse
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 #: Keep up to 100 idle connections (httpx keeps 20), so bursts of concurrent calls reuse them instead of reconnecting.
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 TimeoutTypes = float | httpx.Timeout | None
+#: The largest body read for an answer or an error (bytes); a longer answer fails, a longer error is truncated.
+DEFAULT_MAX_BODY_BYTES = 32 * 2**20
+#: The longest line of a streamed answer (bytes, as characters); a longer one fails instead of filling memory.
+MAX_LINE_CHARS = 8 * 2**20
+_SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret", re.IGNORECASE)
+_LOOPBACK = ("localhost", "127.", "::1", "[::1]")
+
 #: Failures that prove the request never reached the server, so replaying it cannot repeat its work.
 UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -60,6 +71,69 @@ class Request:
     params: dict[str, Any] | None = None
     extensions: dict[str, Any] = field(default_factory=dict)
     replay_safe: bool = True
+
+
+#: Content types that are an answer, not the event stream asked for (an error page, a JSON error).
+_NOT_STREAMS = ("application/json", "text/html")
+
+
+class _LineSplitter:
+    """Splits streamed text into lines (``\\n``, ``\\r\\n``), refusing a line longer than :data:`MAX_LINE_CHARS`."""
+
+    __slots__ = ("buffer", "provider")
+
+    def __init__(self, provider: str) -> None:
+        self.buffer, self.provider = "", provider
+
+    def feed(self, text: str) -> list[str]:
+        buffer = self.buffer + text
+        if "\n" not in buffer:
+            self.buffer = self._capped(buffer)
+            return []
+        *lines, rest = buffer.split("\n")
+        self.buffer = self._capped(rest)
+        return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+    def flush(self) -> list[str]:
+        rest, self.buffer = self.buffer, ""
+        return [rest.removesuffix("\r")] if rest else []
+
+    def _capped(self, buffer: str) -> str:
+        if len(buffer) > MAX_LINE_CHARS:
+            raise StreamError(
+                f"{self.provider}: a streamed line is longer than {MAX_LINE_CHARS} characters", provider=self.provider
+            )
+        return buffer
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    content: bytes
+    truncated: bool = False
+
+
+def check_url(url: str, provider: str = "llmkit") -> str:
+    """A base URL llmkit can send to, or a :class:`ConfigurationError` naming what is wrong with it.
+
+    Example:
+        >>> check_url("localhost:8000/v1")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        llmkit.errors.ConfigurationError: llmkit: the URL 'localhost:8000/v1' has no scheme: write http://localhost...
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ConfigurationError(f"{provider}: the URL {url!r} is not valid: {exc}") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise ConfigurationError(
+            f"{provider}: the URL {url!r} has no scheme: write http://{url} or https://..."
+            if "://" not in url
+            else f"{provider}: the URL {url!r} must start with http:// or https://"
+        )
+    if not parsed.host:
+        raise ConfigurationError(f"{provider}: the URL {url!r} has no host")
+    return url
 
 
 def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
@@ -86,6 +160,10 @@ class HTTPTransport:
         http_client / async_http_client: bring your own httpx clients (proxies, custom TLS; you close them).
         http_transport / async_http_transport: bring your own httpx transports (``httpx.MockTransport``,
             record/replay, a proxy transport) under llmkit's pools.
+        follow_redirects: follow 3xx answers (for fetching media; API calls never do: a redirect is an error).
+        max_body_bytes: the largest answer or error body read (32 MB); longer errors are truncated, and say so.
+        allow_insecure_http: send secrets (``Authorization``, API keys) over plain http to a host that is not
+            loopback; refused otherwise (also allowed by ``LLMKIT_ALLOW_INSECURE_HTTP=1``).
     """
 
     def __init__(
@@ -104,6 +182,9 @@ class HTTPTransport:
         async_http_client: httpx.AsyncClient | None = None,
         http_transport: httpx.BaseTransport | None = None,
         async_http_transport: httpx.AsyncBaseTransport | None = None,
+        follow_redirects: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        allow_insecure_http: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
@@ -123,7 +204,13 @@ class HTTPTransport:
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._follow_redirects = follow_redirects
+        self.max_body_bytes = max_body_bytes
+        self.allow_insecure_http = allow_insecure_http or os.environ.get("LLMKIT_ALLOW_INSECURE_HTTP") == "1"
         self._lock = threading.Lock()
+        if self.base_url:
+            check_url(self.base_url, self.provider)
+            self._refuse_cleartext_secrets(self.base_url, self.headers)
 
     # -- clients ------------------------------------------------------------------------------------------------------
     # Clients carry no base URL and no headers: requests are made absolute and get their headers in _build, so a
@@ -137,7 +224,10 @@ class HTTPTransport:
             with self._lock:
                 if self._client is None:
                     self._client = httpx.Client(
-                        timeout=self.timeout, limits=DEFAULT_LIMITS, transport=self._http_transport
+                        timeout=self.timeout,
+                        limits=DEFAULT_LIMITS,
+                        transport=self._http_transport,
+                        follow_redirects=self._follow_redirects,
                     )
                 client = self._client
         return client
@@ -151,7 +241,10 @@ class HTTPTransport:
         client = self._aclients.get(loop)
         if client is None:
             client = httpx.AsyncClient(
-                timeout=self.timeout, limits=DEFAULT_LIMITS, transport=self._async_http_transport
+                timeout=self.timeout,
+                limits=DEFAULT_LIMITS,
+                transport=self._async_http_transport,
+                follow_redirects=self._follow_redirects,
             )
             self._aclients[loop] = client
         return client
@@ -198,7 +291,22 @@ class HTTPTransport:
         )
 
     def _absolute(self, url: str) -> str:
-        return url if url.startswith(("http://", "https://")) else self.base_url + url
+        if url.startswith(("http://", "https://")):
+            if url.startswith("http://"):  # a foreign absolute URL must not carry the key in clear either
+                self._refuse_cleartext_secrets(url, self.headers)
+            return url
+        return self.base_url + url
+
+    def _refuse_cleartext_secrets(self, url: str, headers: dict[str, str]) -> None:
+        if self.allow_insecure_http or not url.startswith("http://"):
+            return
+        host = httpx.URL(url).host
+        if host.startswith(_LOOPBACK) or not any(_SECRET_HEADER.search(name) for name in headers):
+            return
+        raise ConfigurationError(
+            f"{self.provider}: refusing to send credentials in clear text to {host} over http://. Use https://, "
+            "or opt in with allow_insecure_http=True (or LLMKIT_ALLOW_INSECURE_HTTP=1) on a network you trust"
+        )
 
     def _transport_error(self, exc: Exception, url: str) -> LLMError:
         if isinstance(exc, httpx.TimeoutException):
@@ -212,63 +320,127 @@ class HTTPTransport:
     def _deadline(self) -> float | None:
         return None if self.total_timeout is None else time.monotonic() + self.total_timeout
 
+    def _retrying(self, request: Request, max_retries: int | None, deadline: float | None) -> Retrying:
+        url = self._absolute(request.url)
+
+        def classify(exc: Exception) -> tuple[LLMError, bool] | None:
+            if isinstance(exc, httpx.HTTPError | OSError):  # OSError: what a user's transport may raise (TLS)
+                return self._transport_error(exc, url), request.replay_safe or isinstance(exc, UNSENT_ERRORS)
+            if isinstance(exc, LLMError):  # an error status, read by status_error
+                return exc, request.replay_safe or isinstance(exc, RateLimitError)
+            return None
+
+        retries = self.max_retries if max_retries is None else max_retries
+        return Retrying(self.retry_policy, retries, classify, self.callback_manager, deadline)
+
+    def _status_error(self, response: httpx.Response, body: _Body) -> LLMError:
+        if response.status_code < 400:  # 3xx: never followed, the key could go to another host
+            location = response.headers.get("location", "(no Location)")
+            return APIStatusError(
+                f"{self.provider}: {response.request.url.host} answered HTTP {response.status_code}, a redirect to "
+                f"{location}; set the base URL to where the API really is",
+                status_code=response.status_code,
+                provider=self.provider,
+                body=body.content[:2000].decode("utf-8", errors="replace"),
+            )
+        error = status_error(response.status_code, body.content, response.headers, self.provider, self.error_hook)
+        if body.truncated:
+            error.args = (f"{error} [error body truncated at {len(body.content)} bytes]",)
+        return error
+
+    def _body_deadline(self, built: httpx.Request) -> float | None:
+        """A body must arrive whole within the read timeout (and the call's deadline): a server trickling bytes
+        forever cannot hold a call open."""
+        read = built.extensions.get("timeout", {}).get("read")
+        return None if read is None else time.monotonic() + read
+
+    def _too_long(self, built: httpx.Request) -> APITimeoutError:
+        return APITimeoutError(
+            f"{self.provider}: the answer from {built.url.host} did not arrive whole within the read timeout",
+            provider=self.provider,
+        )
+
+    def _take(self, body: bytearray, chunk: bytes, truncate: bool) -> bool:
+        """Add ``chunk``; False (stop reading) once a truncated body is full; an answer over the cap is an error."""
+        body += chunk
+        if len(body) <= self.max_body_bytes:
+            return True
+        if truncate:
+            del body[self.max_body_bytes :]
+            return False
+        raise ResponseParseError(
+            f"{self.provider}: the answer is larger than max_body_bytes={self.max_body_bytes}; raise the limit if "
+            "it is expected",
+            provider=self.provider,
+        )
+
+    def _read(
+        self, response: httpx.Response, chunks: Iterator[bytes], built: httpx.Request, truncate: bool = False
+    ) -> _Body:
+        body, deadline, whole = bytearray(), self._body_deadline(built), True
+        for chunk in chunks:
+            if not self._take(body, chunk, truncate):
+                whole = False
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                response.close()
+                raise self._too_long(built)
+        response._content = bytes(body)  # httpx has no public way to keep a body read with our caps
+        return _Body(response._content, truncated=not whole)
+
+    async def _aread(
+        self, response: httpx.Response, chunks: AsyncIterator[bytes], built: httpx.Request, truncate: bool = False
+    ) -> _Body:
+        body, deadline, whole = bytearray(), self._body_deadline(built), True
+        async for chunk in chunks:
+            if not self._take(body, chunk, truncate):
+                whole = False
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                await response.aclose()
+                raise self._too_long(built)
+        response._content = bytes(body)  # httpx has no public way to keep a body read with our caps
+        return _Body(response._content, truncated=not whole)
+
     def send(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> httpx.Response:
         """Send with retries; a 2xx response comes back (open, when ``stream``), anything else raises."""
         client = self.client
-        retries = self.max_retries if max_retries is None else max_retries
         deadline = self._deadline()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = client.send(self._build(client, request, timeout, deadline), stream=stream)
-            except (httpx.HTTPError, OSError) as exc:  # OSError: what a user's transport may raise (TLS, sockets)
-                error = self._transport_error(exc, self._absolute(request.url))
-                cause: BaseException = exc
-                unsent = isinstance(exc, UNSENT_ERRORS)
-            else:
-                if response.status_code < 400:
-                    return response
-                content = response.read()
-                response.close()
-                error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-                cause, unsent = error, False
-            replayable = request.replay_safe or unsent or isinstance(error, RateLimitError)
-            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline, replayable)
-            if delay is None:
-                raise error from (cause if cause is not error else None)
-            time.sleep(delay)
+
+        def attempt() -> httpx.Response:
+            built = self._build(client, request, timeout, deadline)
+            response = client.send(built, stream=True)
+            if response.status_code < 300:
+                if not stream:
+                    self._read(response, response.iter_bytes(), built)
+                return response
+            body = self._read(response, response.iter_bytes(), built, truncate=True)
+            response.close()
+            raise self._status_error(response, body)
+
+        return self._retrying(request, max_retries, deadline).call(attempt)
 
     async def asend(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> httpx.Response:
         """Async :meth:`send`."""
         client = self.aclient
-        retries = self.max_retries if max_retries is None else max_retries
         deadline = self._deadline()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await client.send(self._build(client, request, timeout, deadline), stream=stream)
-            except (httpx.HTTPError, OSError) as exc:  # OSError: what a user's transport may raise (TLS, sockets)
-                error = self._transport_error(exc, self._absolute(request.url))
-                cause: BaseException = exc
-                unsent = isinstance(exc, UNSENT_ERRORS)
-            else:
-                if response.status_code < 400:
-                    return response
-                content = await response.aread()
-                await response.aclose()
-                error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-                cause, unsent = error, False
-            replayable = request.replay_safe or unsent or isinstance(error, RateLimitError)
-            delay = self.retry_policy.next_delay(error, attempt, retries, self.callback_manager, deadline, replayable)
-            if delay is None:
-                raise error from (cause if cause is not error else None)
-            await asyncio.sleep(delay)
+
+        async def attempt() -> httpx.Response:
+            built = self._build(client, request, timeout, deadline)
+            response = await client.send(built, stream=True)
+            if response.status_code < 300:
+                if not stream:
+                    await self._aread(response, response.aiter_bytes(), built)
+                return response
+            body = await self._aread(response, response.aiter_bytes(), built, truncate=True)
+            await response.aclose()
+            raise self._status_error(response, body)
+
+        return await self._retrying(request, max_retries, deadline).acall(attempt)
 
     def _json(self, response: httpx.Response) -> Any:
         try:
@@ -298,11 +470,31 @@ class HTTPTransport:
     def _broken(self, exc: httpx.HTTPError) -> StreamError:
         return StreamError(f"{self.provider}: the stream broke: {type(exc).__name__}: {exc}", provider=self.provider)
 
+    def _idle_seconds(self, response: httpx.Response) -> float | None:
+        read: float | None = response.request.extensions.get("timeout", {}).get("read")
+        return read
+
+    def _idle(self, seconds: float) -> APITimeoutError:
+        return APITimeoutError(
+            f"{self.provider}: the stream sent no event for {seconds:g} s (only keep-alive comments)",
+            provider=self.provider,
+        )
+
     def lines(self, response: httpx.Response) -> Generator[str, None, None]:
         """The lines (``\\n`` or ``\\r\\n``) of a response opened with ``send(..., stream=True)``; a broken stream
-        raises :class:`StreamError`; closing the generator closes the response."""
+        raises :class:`StreamError`, a line over :data:`MAX_LINE_CHARS` too, and only keep-alive comments for longer
+        than the read timeout :class:`~llmkit.errors.APITimeoutError`; closing the generator closes the response."""
+        splitter, idle = _LineSplitter(self.provider), self._idle_seconds(response)
+        progress = time.monotonic()
         try:
-            yield from response.iter_lines()
+            for text in response.iter_text():
+                for line in splitter.feed(text):
+                    if line and not line.startswith(":"):
+                        progress = time.monotonic()
+                    elif idle is not None and time.monotonic() - progress > idle:
+                        raise self._idle(idle)
+                    yield line
+            yield from splitter.flush()
         except httpx.HTTPError as exc:
             raise self._broken(exc) from exc
         finally:
@@ -310,13 +502,31 @@ class HTTPTransport:
 
     async def alines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
         """Async :meth:`lines`."""
+        splitter, idle = _LineSplitter(self.provider), self._idle_seconds(response)
+        progress = time.monotonic()
         try:
-            async for line in response.aiter_lines():
+            async for text in response.aiter_text():
+                for line in splitter.feed(text):
+                    if line and not line.startswith(":"):
+                        progress = time.monotonic()
+                    elif idle is not None and time.monotonic() - progress > idle:
+                        raise self._idle(idle)
+                    yield line
+            for line in splitter.flush():
                 yield line
         except httpx.HTTPError as exc:
             raise self._broken(exc) from exc
         finally:
             await response.aclose()
+
+    def _not_a_stream(self, response: httpx.Response, body: bytes) -> ResponseParseError:
+        excerpt = body[:2000].decode("utf-8", errors="replace")
+        return ResponseParseError(
+            f"{self.provider}: asked {response.request.url.host} for an event stream, got "
+            f"{response.headers.get('content-type')} instead: {excerpt[:300]!r}",
+            body=excerpt,
+            provider=self.provider,
+        )
 
     def stream_lines(
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
@@ -340,8 +550,13 @@ class HTTPTransport:
     def stream_events(
         self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> Iterator[ServerSentEvent]:
-        """Server-sent events of a streamed answer (see :meth:`stream_lines`)."""
+        """Server-sent events of a streamed answer (see :meth:`stream_lines`). A JSON or HTML answer instead of a
+        stream is a :class:`~llmkit.errors.ResponseParseError` carrying the body."""
         response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
+        if response.headers.get("content-type", "").startswith(_NOT_STREAMS):
+            body = self._read(response, response.iter_bytes(), response.request, truncate=True)
+            response.close()
+            raise self._not_a_stream(response, body.content)
         lines = self.lines(response)
         try:
             yield from iter_sse(lines)
@@ -353,6 +568,10 @@ class HTTPTransport:
     ) -> AsyncIterator[ServerSentEvent]:
         """Async :meth:`stream_events`."""
         response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
+        if response.headers.get("content-type", "").startswith(_NOT_STREAMS):
+            body = await self._aread(response, response.aiter_bytes(), response.request, truncate=True)
+            await response.aclose()
+            raise self._not_a_stream(response, body.content)
         lines = self.alines(response)
         try:
             async for event in aiter_sse(lines):

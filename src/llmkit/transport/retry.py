@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
@@ -15,6 +16,8 @@ from llmkit.errors import APIConnectionError, APIStatusError, ConflictError, LLM
 
 if TYPE_CHECKING:
     from llmkit.callbacks import CallbackManager
+
+T = TypeVar("T")
 
 #: Statuses worth another try: timeout, conflict, rate limit, and every server error.
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -95,3 +98,64 @@ class RetryPolicy:
         if callbacks is not None:
             callbacks.retry(attempt, delay, error)
         return delay
+
+
+#: How a driver reads a failed attempt: the llmkit error, and whether replaying the request is safe; None means the
+#: exception is not a failure of the attempt (a bug, a cancellation) and propagates untouched.
+Classify = Callable[[Exception], "tuple[LLMError, bool] | None"]
+
+
+@dataclass(slots=True)
+class Retrying:
+    """The one retry loop, driven sync (:meth:`call`) or async (:meth:`acall`): run an attempt; on failure ask the
+    policy whether and when to try again; raise the typed error when not.
+
+    Example:
+        >>> from llmkit.errors import ServerError
+        >>> tries = []
+        >>> def attempt():
+        ...     tries.append(1)
+        ...     if len(tries) < 3:
+        ...         raise ServerError("busy", status_code=503)
+        ...     return "ok"
+        >>> Retrying(RetryPolicy(initial_delay=0.001), retries=2, classify=lambda e: (e, True)).call(attempt)
+        'ok'
+    """
+
+    policy: RetryPolicy
+    retries: int
+    classify: Classify
+    callbacks: CallbackManager | None = None
+    deadline: float | None = None
+
+    def _next(self, exc: Exception, attempt: int) -> float:
+        failure = self.classify(exc)
+        if failure is None:
+            raise exc
+        error, replayable = failure
+        delay = self.policy.next_delay(error, attempt, self.retries, self.callbacks, self.deadline, replayable)
+        if delay is None:
+            raise error from (exc if exc is not error else None)
+        return delay
+
+    def call(self, attempt: Callable[[], T]) -> T:
+        """Run ``attempt`` until it succeeds or the policy says stop."""
+        number = 0
+        while True:
+            number += 1
+            try:
+                return attempt()
+            except Exception as exc:  # classified: unknown exceptions propagate from _next
+                delay = self._next(exc, number)
+            time.sleep(delay)
+
+    async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Async :meth:`call`."""
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await attempt()
+            except Exception as exc:  # classified: unknown exceptions propagate from _next
+                delay = self._next(exc, number)
+            await asyncio.sleep(delay)
