@@ -4,9 +4,11 @@ unified interface's typed errors."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import Iterator
+from unittest import mock
 
 import pytest
 
@@ -17,6 +19,7 @@ from llmkit import (
     ChatMessage,
     ConfigurationError,
     JobFailedError,
+    LLMError,
     NotFoundError,
     ResponseParseError,
     ServerError,
@@ -38,6 +41,7 @@ def server() -> Iterator[AiXplainServer]:
 def make(server: AiXplainServer, model: str = "direct", **kwargs: object) -> AiXplainLLM:
     kwargs.setdefault("url", server.run_url)
     kwargs.setdefault("api_key", KEY)
+    kwargs.setdefault("supports_streaming", "stream" in model)
     return AiXplainLLM(model, model.title(), **kwargs)  # type: ignore[arg-type]
 
 
@@ -242,7 +246,7 @@ def test_http_errors_on_run_as_the_sdk_words_them(server: AiXplainServer) -> Non
     assert finished(make(server).run("Hi")).error_message.startswith("Payment required")
     server.script.append(Canned(502, b"<html>bad gateway</html>"))
     assert finished(make(server, max_retries=0).run("Hi")).error_message == (
-        "Unspecified Client/Server Error (Status 502) Details: unspecified error"
+        "Unspecified Server Error (Status 502) Details: unspecified error"
     )
     assert KEY not in response.error_message
 
@@ -355,3 +359,118 @@ def test_async_interface_polls_without_blocking_the_loop(server: AiXplainServer)
     assert streamed == "Echo: s t"
     with pytest.raises(APITimeoutError):
         asyncio.run(make(server, "never", poll_timeout=0.5, wait_time=0.2).acomplete("x"))
+
+
+# -- issue #15: the SDK's behaviour where the seed is silent (see also test_aixplain_differential.py) -----------------
+
+
+def posts(server: AiXplainServer) -> list[server_mod.Recorded]:
+    return [r for r in server.requests if r.method == "POST"]
+
+
+@pytest.mark.parametrize(
+    ("status", "sent"),
+    [(500, 1), (502, 1), (503, 1), (504, 1), (408, 1), (409, 1), (429, 3)],
+)
+def test_a_job_start_is_never_replayed_after_an_ambiguous_failure(
+    server: AiXplainServer, status: int, sent: int
+) -> None:
+    """A 5xx/408/409 may come after the job started (and billed): one POST, for run, run_async and chat alike.
+    A 429 means the service refused it: the transport's retries apply (max_retries=2: three POSTs)."""
+    llm = make(server, f"fail-{status}-error", max_retries=2)
+    response = finished(llm.run("Hi"))
+    assert response.status is ResponseStatus.FAILED
+    assert len(posts(server)) == sent
+    server.requests.clear()
+    assert llm.run_async("Hi").status is ResponseStatus.FAILED
+    assert len(posts(server)) == sent
+    server.requests.clear()
+    with pytest.raises(LLMError):
+        llm.complete("Hi")
+    assert len(posts(server)) == sent
+
+
+def test_polls_are_replayed_a_job_start_is_not(server: AiXplainServer) -> None:
+    response = finished(make(server, "poll-500", max_retries=2).run("Hi"))
+    assert (len(posts(server)), len(polls(server))) == (1, 3)  # a GET is safe to repeat
+    assert response.error_message == "Internal server error: Please try again later. Details: internal"
+
+
+def test_top_p_is_sent_when_given_even_at_one(server: AiXplainServer) -> None:
+    llm = make(server)
+    llm.run("Hi")
+    llm.run("Hi", top_p=1.0)
+    llm.run_async("Hi", top_p=1.0)
+    unset, explicit, explicit_async = (r.json() for r in server.requests[:3])
+    assert "top_p" not in unset
+    assert explicit["top_p"] == explicit_async["top_p"] == 1.0
+    assert inspect.signature(AiXplainLLM.run).parameters["top_p"].default == 1.0  # seed 003's signature
+
+
+def test_response_format_goes_into_the_body(server: AiXplainServer) -> None:
+    make(server).run("Hi", response_format="json_object")
+    make(server, "async").run_async("Hi", response_format={"type": "json_object"})
+    assert server.requests[0].json()["response_format"] == "json_object"
+    assert server.requests[1].json()["response_format"] == {"type": "json_object"}
+
+
+def test_a_model_that_does_not_stream_is_refused_before_sending(server: AiXplainServer) -> None:
+    llm = make(server, "stream", supports_streaming=False)
+    with pytest.raises(ConfigurationError, match=r"'Stream \(stream\)' does not support streaming.*supports_streaming"):
+        llm.run("Hi", stream=True)
+    assert server.requests == []
+    assert not llm.capabilities.streaming
+    (chunk,) = list(llm.stream_complete("a b"))  # the unified interface: the whole answer as one chunk
+    assert chunk.text == chunk.delta == "Echo: a b"
+    assert "options" not in server.requests[0].json()
+
+
+def test_model_response_item_assignment_as_the_sdk() -> None:
+    response = ModelResponse(status=ResponseStatus.SUCCESS, data="a", requestId="r1")
+    response["data"] = "b"
+    response["requestId"] = "r2"
+    response["usedCredits"] = 0.5
+    response["runTime"] = 1.5
+    assert (response.data, response.additional_fields, response.used_credits, response.run_time) == (
+        "b",
+        {"requestId": "r2"},
+        0.5,
+        1.5,
+    )
+    with pytest.raises(KeyError, match=r"Key 'nope' not found in ModelResponse\."):
+        response["nope"] = 1
+    assert ModelResponse(status="FAILED", error="e", supplierError="s").error_message == "e - s"
+
+
+def test_run_and_sync_poll_go_through_the_public_poll(server: AiXplainServer) -> None:
+    answer = ModelResponse(status=ResponseStatus.SUCCESS, data="patched", completed=True)
+    llm = make(server, "async")
+    with mock.patch.object(llm, "poll", return_value=answer) as patched:
+        assert llm.run("Hi") is answer
+        assert llm.sync_poll("http://x/never/sent") is answer
+    assert patched.call_count == 2
+    assert polls(server) == []
+    assert "poll" not in llm.model_dump()
+    assert finished(llm.run("Hi", wait_time=0.2)).data == "Echo: Hi"  # the patch is gone
+
+    class Counting(AiXplainLLM):
+        def poll(self, poll_url: str, name: str = "model_process") -> ModelResponse:
+            self.additional_info["polls"] = self.additional_info.get("polls", 0) + 1
+            return super().poll(poll_url, name)
+
+    counting = Counting("async", "Async", api_key=KEY, url=server.run_url)
+    assert finished(counting.run("Hi", wait_time=0.2)).data == "Echo: Hi"
+    assert counting.additional_info["polls"] == server.polls_needed
+
+
+def test_odd_poll_answers_read_as_the_sdk(server: AiXplainServer) -> None:
+    no_completed = make(server, "pollodd-no-completed")
+    started = no_completed.run_async("Hi")
+    assert started.url is not None
+    response = no_completed.poll(started.url)
+    assert (response.status, response.completed) == (ResponseStatus.FAILED, False)
+    assert response.error_message == "'completed'"
+    not_json = make(server, "pollodd-not-json")
+    started = not_json.run_async("Hi")
+    assert started.url is not None
+    assert not_json.poll(started.url).error_message == "Expecting value: line 1 column 1 (char 0)"

@@ -10,7 +10,14 @@ chosen by its id:
 * ``poll-404`` / ``poll-500``: polls answer 404 / 500; ``never``: a job that never finishes;
 * ``foreign``: a poll URL on another host; ``error-code``: a direct FAILED answer with an ``error_code``;
 * streams (``options.stream``): ``stream`` (``data: {"data": ...}``), ``openai-stream`` (OpenAI chunks, ``data:``
-  without the space), ``stream-fails`` (an error event midway), ``stream-drops`` (the connection is cut midway).
+  without the space), ``stream-fails`` (an error event midway), ``stream-drops`` (the connection is cut midway),
+  ``stream-whole`` (the whole answer in one event);
+* ``fail-<status>-<kind>``: the run POST answers that status with the body ``ERROR_BODIES[kind]``;
+* ``odd-<kind>``: the run POST answers 200 with ``ODD_ANSWERS[kind]``; ``pollodd-<kind>``: a job whose every poll
+  answers 200 with ``ODD_POLLS[kind]``; ``slow``: a direct answer after ``server.slow_seconds``;
+* ``foreign-loopback``: a poll URL on 127.0.0.2 (another host, where nothing listens).
+
+A model id may end in ``--<tag>`` (ignored), so that each scenario of a test has its own id.
 """
 
 from __future__ import annotations
@@ -28,6 +35,37 @@ __all__ = ["KEY", "AiXplainServer", "Canned", "Recorded", "start"]
 
 KEY = "teamkey123"
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+#: Error bodies by kind (``None``: ``{"error": "err<status>"}``).
+ERROR_BODIES: dict[str, bytes | None] = {
+    "error": None,
+    "string": b'"oops"',
+    "list": b'["a", 1]',
+    "number": b"7",
+    "zero": b"0",
+    "object": b"{}",
+    "emptyerror": b'{"error": ""}',
+    "message": b'{"message": "m", "code": 3}',
+    "html": b"<html>bad gateway</html>",
+    "empty": b"",
+}
+ODD_ANSWERS: dict[str, bytes] = {
+    "unknown-status": b'{"status": "COMPLETED", "completed": true, "data": "x", "requestId": "r9"}',
+    "no-poll-url": b'{"status": "IN_PROGRESS", "requestId": "r9"}',
+    "not-json": b"<html>ok</html>",
+    "list": b"[1, 2]",
+    "nulls": b'{"status": "SUCCESS", "completed": true, "data": null, "usedCredits": null, "error_message": null}',
+    "error-only": b'{"status": "FAILED", "completed": true, "error": "bad", "supplierError": "sup"}',
+}
+ODD_POLLS: dict[str, bytes] = {
+    "no-completed": b'{"status": "SUCCESS", "data": "x"}',
+    "not-json": b"<html>busy</html>",
+    "list": b"[1]",
+    "null": b"null",
+    "error-only": b'{"completed": true, "error": "generic error"}',
+    "supplier-only": b'{"completed": true, "supplierError": "sup only"}',
+    "unknown-status": b'{"completed": true, "status": "DONE", "data": "y"}',
+    "data-object": b'{"completed": true, "status": "SUCCESS", "data": {"text": "t"}, "details": {"k": 1}}',
+}
 
 
 class AiXplainServer(RecordingServer):
@@ -36,6 +74,14 @@ class AiXplainServer(RecordingServer):
         self.polls_needed = 2
         self.jobs: dict[str, dict[str, Any]] = {}  # request id -> {"model", "answer", "polls"}
         self.ids = itertools.count(1)
+        self.slow_seconds = 1.5
+
+    def reset(self) -> None:
+        """Forget every request and job (a fresh start for the next client)."""
+        with self.lock:
+            self.requests.clear()
+            self.jobs.clear()
+            self.ids = itertools.count(1)
 
     @property
     def run_url(self) -> str:
@@ -65,7 +111,16 @@ class AiXplainHandler(RecordingHandler):
         else:
             self.reply(404, {"error": "no such endpoint"})
 
-    def _run(self, model: str, request: Recorded, v2: bool) -> None:
+    def _run(self, model_id: str, request: Recorded, v2: bool) -> None:
+        model = model_id.split("--")[0]
+        if model.startswith("fail-"):
+            _, status, kind = model.split("-", 2)
+            body = ERROR_BODIES[kind]
+            self.reply(int(status), {"error": f"err{status}"} if body is None else body)
+            return
+        if model.startswith("odd-"):
+            self.reply(200, ODD_ANSWERS[model[4:]])
+            return
         try:
             payload = request.json()
         except ValueError:
@@ -78,6 +133,9 @@ class AiXplainHandler(RecordingHandler):
         if (payload.get("options") or {}).get("stream"):
             self._stream(model, answer)
             return
+        if v2 and model == "slow":
+            time.sleep(self.server.slow_seconds)
+            model = "direct"
         if v2 and model == "direct":
             self.reply(200, {"status": "SUCCESS", "completed": True, "data": answer, "usedCredits": 0.002,
                              "runTime": 0.8, "usage": USAGE, "details": {}, "requestId": "r1"})  # fmt: skip
@@ -88,8 +146,11 @@ class AiXplainHandler(RecordingHandler):
             return
         request_id = f"req-{next(self.server.ids)}"
         with self.server.lock:
-            self.server.jobs[request_id] = {"model": model, "answer": answer, "polls": 0}
-        host = "http://evil.example.com" if model == "foreign" else self.server.base
+            self.server.jobs[request_id] = {"model": model, "model_id": model_id, "answer": answer, "polls": 0}
+        host = {
+            "foreign": "http://evil.example.com",
+            "foreign-loopback": f"http://127.0.0.2:{self.server.server_address[1]}",
+        }.get(model, self.server.base)
         self.reply(200, {"status": "IN_PROGRESS", "data": f"{host}/api/v1/data/{request_id}", "requestId": request_id})
 
     def _poll(self, request_id: str) -> None:
@@ -101,7 +162,9 @@ class AiXplainHandler(RecordingHandler):
             self.reply(404, {"error": f"unknown request {request_id}"})
             return
         model = job["model"]
-        if model == "poll-404":
+        if model.startswith("pollodd-"):
+            self.reply(200, ODD_POLLS[model[8:]])
+        elif model == "poll-404":
             self.reply(404, {"error": "not found"})
         elif model == "poll-500":
             self.reply(500, {"error": "internal"})
@@ -125,6 +188,8 @@ class AiXplainHandler(RecordingHandler):
                 self.write_chunk(f"data:{json.dumps(chunk)}\n\n".encode())
             final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": USAGE}
             self.write_chunk(f"data:{json.dumps(final)}\n\ndata:[DONE]\n\n".encode())
+        elif model == "stream-whole":
+            self.write_chunk(f"data: {json.dumps({'data': answer})}\n\ndata: [DONE]\n\n".encode())
         else:
             half = len(pieces) // 2 if model in ("stream-fails", "stream-drops") else len(pieces)
             for piece in pieces[:half]:

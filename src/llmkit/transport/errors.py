@@ -30,13 +30,17 @@ _TAGS = re.compile(r"<[^>]+>")
 _VALIDATION_HINTS = ("validation error", "invalid request", "bad request", "input should be")
 
 
+class TextBody(str):
+    """A body that was not JSON, as its text (so a reader can tell it from a JSON string)."""
+
+
 def parse_body(content: bytes) -> Any:
-    """The body as JSON when it is JSON, else as text."""
+    """The body as JSON when it is JSON, else as text (a :class:`TextBody`)."""
     text = content.decode("utf-8", errors="replace")
     try:
         return json.loads(text)
     except ValueError:
-        return text
+        return TextBody(text)
 
 
 def error_message(body: Any) -> str:

@@ -8,11 +8,27 @@ Two faces, two error styles:
 * ``chat``, ``complete`` and their stream/async forms raise llmkit's typed errors, and map messages the SDK's way:
   the system message to ``context``, earlier turns to ``history``, the last message to ``data``.
 
-Where the SDK is wrong, llmkit does it right (see ``shared/protocols/gradient-and-aixplain.md``, B.8-B.11): polling
-stops on a 4xx answer instead of spinning until the timeout; every request has an HTTP timeout; a stream's HTTP
-status is checked; ``data:`` with or without a space and OpenAI-style chunks are read; an ``error_code`` in a body
-is reported, not a crash; the API key is only sent to the configured host or an aiXplain host, never to a foreign
-poll URL; a ``data`` string naming a local file is sent as text, not uploaded.
+Everywhere seed 003 is silent, the released SDK (``aixplain`` 0.2.48) is the reference: its error texts, its
+reading of odd bodies, ``top_p`` sent only when given (the signature's 1.0 stands for "not given"), ``response_format``,
+the ``supports_streaming`` gate, ``ModelResponse`` item assignment, and ``run``/``sync_poll`` going through the public
+:meth:`AiXplainLLM.poll` (patchable with ``mock.patch.object``, overridable in a subclass).
+``tests/providers/test_aixplain_differential.py`` compares both, call for call; its ``ALLOWED_DIFFERENCES`` table
+lists every departure. Where the SDK is wrong, llmkit does it right (``shared/protocols/gradient-and-aixplain.md``,
+B.8-B.11):
+
+* polling stops on a 4xx answer instead of spinning until the timeout; a 5xx poll is retried (a GET is safe), then
+  stops with the status's text;
+* every request has an HTTP timeout (the SDK waits forever on a silent server);
+* a stream's HTTP status is checked; ``data:`` with or without a space and OpenAI-style chunks are read, and the
+  prefix is taken off the line start only; an error event ends the stream ``FAILED``;
+* an ``error_code`` in a body is reported, not a crash;
+* the API key is only sent to the configured host or an aiXplain host, never to a foreign poll URL;
+* a ``data`` string naming a local file is sent as text, not uploaded;
+* replay safety: the run POST (a job start) is never re-sent after an ambiguous failure (5xx, 408, 409, a timeout or
+  a reset), since the job may already run and bill; a 429 or a failed connect is retried (nothing started); polls
+  are retried as any GET;
+* a model that does not stream is refused with a :class:`~llmkit.errors.ConfigurationError` naming the fix (the SDK
+  raises a bare ``AssertionError``).
 """
 
 from __future__ import annotations
@@ -49,6 +65,7 @@ from llmkit.providers.aixplain.response import (
 from llmkit.providers.aixplain.stream import ModelResponseStreamer, StreamEvent, content_text, parse_line
 from llmkit.providers.base import HTTPLLM, call_options
 from llmkit.transport import PollSchedule, PollTimeout, Request, apoll, poll
+from llmkit.transport.errors import TextBody
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, Usage, text_message
 
 DEFAULT_RUN_URL = "https://models.aixplain.com/api/v1/execute"
@@ -121,9 +138,17 @@ def check_url(url: str, what: str) -> str:
     return url.rstrip("/")
 
 
+class _SignatureTopP(float):
+    """The type of :data:`DEFAULT_TOP_P`."""
+
+
+#: ``top_p``'s default in ``run``/``run_async`` (1.0, seed 003's signature) stands for "not given": like the SDK's
+#: unset ``top_p`` it is left out of the body, while an explicit ``top_p=1.0`` is sent, as the SDK sends it.
+DEFAULT_TOP_P: float = _SignatureTopP(1.0)
+
+
 def _sent_top_p(top_p: float | None) -> float | None:
-    # 1.0 is the neutral value and the signature's default; the SDK leaves top_p out of the body unless it is set.
-    return None if top_p is None or top_p == 1.0 else top_p
+    return None if top_p is None or isinstance(top_p, _SignatureTopP) else top_p
 
 
 def _usage(usage: Any) -> Usage | None:
@@ -189,6 +214,9 @@ class AiXplainLLM(HTTPLLM):
         default_factory=lambda: _env("BACKEND_URL") or DEFAULT_BACKEND_URL, description="URL of the backend."
     )
     additional_info: dict[str, Any] = Field(default_factory=dict, description="Any additional model info.")
+    supports_streaming: bool = Field(
+        default=False, description="Whether the model streams (the SDK's default: False; run(stream=True) needs it)."
+    )
     max_tokens: int = Field(default=128, gt=0, description="Tokens to generate in chat/complete.")
     poll_timeout: float = Field(
         default=300.0, gt=0, description="Seconds a chat/complete job may take, polls included."
@@ -236,6 +264,18 @@ class AiXplainLLM(HTTPLLM):
         self.url = check_url(self.url, "MODELS_RUN_URL")
         self.backend_url = check_url(self.backend_url, "BACKEND_URL")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # An instance may replace one of its public methods (``unittest.mock.patch.object(llm, "poll")``, as SDK
+        # users' tests do); pydantic would refuse a name that is not a field.
+        if (
+            not name.startswith("_")
+            and name not in type(self).model_fields
+            and callable(getattr(type(self), name, None))
+        ):
+            object.__setattr__(self, name, value)
+            return
+        super().__setattr__(name, value)
+
     @field_validator("function", mode="before")
     @classmethod
     def _text_generation_only(cls, value: Any) -> Any:
@@ -252,7 +292,8 @@ class AiXplainLLM(HTTPLLM):
         return LLMMetadata(num_output=self.max_tokens, is_chat_model=True, model_name=self.id)
 
     def _capabilities(self) -> Capabilities:
-        return Capabilities(chat=True, streaming=True, replay_safe=False)  # a run starts a billable job
+        # A run starts a billable job; a model that does not stream answers a stream call as one chunk.
+        return Capabilities(chat=True, streaming=self.supports_streaming, replay_safe=False)
 
     def _transport_settings(self) -> dict[str, Any]:
         assert self.api_key is not None  # checked at construction
@@ -272,9 +313,15 @@ class AiXplainLLM(HTTPLLM):
         return f"{self.url}/{self.id}"
 
     def _run_request(self, url: str, payload: dict[str, Any]) -> Request:
-        return Request("POST", url, content=serialise(payload))
+        # A job start is never re-sent after an ambiguous failure (5xx, 408, 409, a timeout or a reset): it may
+        # already run, and bill, on the service. A 429 or a failed connect is replayed (nothing was started).
+        return Request("POST", url, content=serialise(payload), replay_safe=False)
 
-    def _poll_request(self, poll_url: str) -> Request:
+    def _poll_request(self, poll_url: Any) -> Request:
+        if not isinstance(poll_url, str):
+            raise ResponseParseError(
+                f"aiXplain returned a poll URL that is not a string: {poll_url!r}", body=poll_url, provider="aixplain"
+            )
         parts = urlsplit(poll_url)
         host = parts.hostname or ""
         own_host = urlsplit(self.url).hostname
@@ -290,30 +337,35 @@ class AiXplainLLM(HTTPLLM):
     # -- reading answers -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _read_start(body: Any) -> ModelResponse:
-        """A run's answer: a direct result, or an in-progress job with its poll URL (B.6)."""
+    def _read_start(body: Any, *, aliases: bool = True) -> ModelResponse:
+        """A run's answer: a direct result (its ``status`` as sent), or an in-progress job with its poll URL (B.6);
+        ``aliases=False`` is ``run_async``'s reading (``usedCredits``/``runTime`` stay additional fields)."""
         if not isinstance(body, dict):
             raise ResponseParseError(
                 f"aiXplain's run answer is not an object: {body!r}", body=body, provider="aixplain"
             )
-        if body.get("status", "IN_PROGRESS") == "IN_PROGRESS":
-            poll_url = body.get("data")
-            if not poll_url or not isinstance(poll_url, str):
+        status = body.get("status", "IN_PROGRESS")
+        if status == "IN_PROGRESS":
+            if body.get("data") is None:
                 raise ResponseParseError(
                     "aiXplain answered IN_PROGRESS without a poll URL", body=body, provider="aixplain"
                 )
-            return ModelResponse(status=ResponseStatus.IN_PROGRESS, url=poll_url, completed=False)
-        return ModelResponse.from_body(body)
+            return ModelResponse(status=ResponseStatus.IN_PROGRESS, url=body["data"], completed=False)
+        return ModelResponse.from_body(body, status=status, aliases=aliases)
 
     @staticmethod
     def _read_poll(body: Any) -> ModelResponse:
-        if not isinstance(body, dict):
-            return ModelResponse(status=ResponseStatus.IN_PROGRESS)  # unreadable: ask again, as the SDK does
+        """A poll's answer. One without ``completed`` (or not an object) is FAILED and not completed, with the
+        words of the failed lookup as its message, exactly as the SDK reads it; a caller polls on."""
+        try:
+            body["completed"]
+        except (KeyError, TypeError, IndexError) as exc:
+            return failed(str(exc), completed=False, exception=exc)
         return ModelResponse.from_body(body)
 
     @staticmethod
     def _done(response: ModelResponse) -> bool:
-        return response.completed
+        return response.completed is True
 
     # -- the job, sync and async: start, then poll until done (typed errors) ---------------------------------------
 
@@ -373,6 +425,7 @@ class AiXplainLLM(HTTPLLM):
         max_tokens: int,
         top_p: float | None,
         parameters: dict[str, Any] | None,
+        response_format: Any,
         stream: bool = False,
     ) -> dict[str, Any]:
         return build_payload(
@@ -385,6 +438,7 @@ class AiXplainLLM(HTTPLLM):
             max_tokens=max_tokens,
             top_p=_sent_top_p(top_p),
             parameters=parameters,
+            response_format=response_format,
             stream=stream,
         )
 
@@ -396,24 +450,33 @@ class AiXplainLLM(HTTPLLM):
         history: list[dict[str, Any]] | None = None,
         temperature: float | None = None,
         max_tokens: int = 128,
-        top_p: float = 1.0,
+        top_p: float = DEFAULT_TOP_P,
         name: str = "model_process",
         timeout: float = 300,
         parameters: dict[str, Any] | None = None,
         wait_time: float = 0.5,
         stream: bool = False,
+        response_format: Any = None,
     ) -> ModelResponse | ModelResponseStreamer:
         """Run the LLM: the finished :class:`ModelResponse`, or with ``stream=True`` a :class:`ModelResponseStreamer`.
 
-        Sent to the v2 endpoint; a direct answer is returned as is, a poll URL is polled every ``wait_time`` seconds
-        (growing x1.1, +/-20% jitter) for at most ``timeout`` seconds. Failures come back as ``FAILED`` responses.
+        Sent to the v2 endpoint; a direct answer is returned as is, a poll URL is handed to :meth:`sync_poll`
+        (which calls :meth:`poll`, so a subclass or a patch of either is used). Failures come back as ``FAILED``
+        responses. ``top_p`` is sent only when given; ``response_format`` goes into the body as is.
 
         Example:
             >>> response = llm.run("Hello", context="You are helpful", max_tokens=64)  # doctest: +SKIP
             >>> response["data"], response.status  # doctest: +SKIP
             ('Hi! How can I help?', <ResponseStatus.SUCCESS: 'SUCCESS'>)
         """
-        payload = self._sdk_payload(data, context, prompt, history, temperature, max_tokens, top_p, parameters, stream)
+        if stream and not self.supports_streaming:
+            raise ConfigurationError(
+                f"Model '{self.name} ({self.id})' does not support streaming; "
+                "construct it with supports_streaming=True if it does"
+            )
+        payload = self._sdk_payload(
+            data, context, prompt, history, temperature, max_tokens, top_p, parameters, response_format, stream
+        )
         request = self._run_request(self.run_url, payload)
         if stream:
             try:
@@ -421,17 +484,16 @@ class AiXplainLLM(HTTPLLM):
             except LLMError as exc:
                 return ModelResponseStreamer(iter(()), failure=self._failure(exc))
             return ModelResponseStreamer(self.transport.lines(response), on_close=response.close)
-        start = time.monotonic()
         try:
             started = self._read_start(self.transport.request_json(request, **self._start_timeout(timeout)))
         except LLMError as exc:
             return self._failure(exc)
-        if started.completed or started.url is None:
+        if started.status is not ResponseStatus.IN_PROGRESS:
             return started
         try:
-            return self._wait(started.url, wait_time, timeout, start, {})
-        except LLMError as exc:
-            return self._failure(exc, polling=True)
+            return self.sync_poll(started.url, name=name, timeout=timeout, wait_time=wait_time)
+        except Exception as exc:  # a sync_poll override that raises: the SDK reports it as a FAILED run
+            return failed(f"Error in request for {name} - {type(exc).__name__}: {exc}", exception=exc)
 
     def run_async(
         self,
@@ -441,40 +503,63 @@ class AiXplainLLM(HTTPLLM):
         history: list[dict[str, Any]] | None = None,
         temperature: float | None = None,
         max_tokens: int = 128,
-        top_p: float = 1.0,
+        top_p: float = DEFAULT_TOP_P,
         name: str = "model_process",
         parameters: dict[str, Any] | None = None,
+        response_format: Any = None,
     ) -> ModelResponse:
         """Start a job on the v1 endpoint; the ``IN_PROGRESS`` response's ``url`` is where to :meth:`poll`."""
-        payload = self._sdk_payload(data, context, prompt, history, temperature, max_tokens, top_p, parameters)
+        payload = self._sdk_payload(
+            data, context, prompt, history, temperature, max_tokens, top_p, parameters, response_format
+        )
         try:
-            return self._read_start(self.transport.request_json(self._run_request(self.run_async_url, payload)))
+            body = self.transport.request_json(self._run_request(self.run_async_url, payload))
+            return self._read_start(body, aliases=False)
         except LLMError as exc:
             return self._failure(exc)
 
     def poll(self, poll_url: str, name: str = "model_process") -> ModelResponse:
-        """Check a job once."""
+        """Check a job once.
+
+        An answer without ``completed``, or one that is not JSON, is ``FAILED`` but not completed (the SDK's
+        reading: whoever polls asks again). An HTTP error status is ``FAILED`` and completed, so polling stops.
+        A request that could not be made raises (a typed llmkit error), as the SDK's ``poll`` raises.
+        """
+        request = self._poll_request(poll_url)
         try:
-            return self._poll_once(poll_url, {})
-        except LLMError as exc:
-            return self._failure(exc, polling=True)
+            body = self.transport.request_json(request)
+        except APIStatusError as exc:
+            return self._failure(exc)
+        except ResponseParseError as exc:  # the decoder's words, as the SDK reports them
+            return failed(str(exc.__cause__ or exc), completed=False, exception=exc)
+        return self._read_poll(body)
 
     def sync_poll(
         self, poll_url: str, name: str = "model_process", wait_time: float = 0.5, timeout: float = 300
     ) -> ModelResponse:
-        """Poll until the job is done, fails, or ``timeout`` seconds pass (then ``FAILED``, "No response ...")."""
+        """Call :meth:`poll` until the job is completed or ``timeout`` seconds pass (then ``FAILED``, "No response
+        from the service."); waits start at ``wait_time`` (at least 0.2 s) and grow x1.1 with +/-20% jitter."""
         try:
-            return self._wait(poll_url, wait_time, timeout, time.monotonic(), {})
-        except LLMError as exc:
-            return self._failure(exc, polling=True)
+            response: Any = poll(
+                lambda: self.poll(poll_url, name=name),
+                lambda answer: bool(answer["completed"]),
+                timeout=timeout,
+                schedule=PollSchedule(wait=wait_time),
+            )
+        except PollTimeout:
+            return failed(NO_RESPONSE, completed=False)
+        except Exception as exc:  # the SDK ends polling on any error; the cause is kept on the response
+            return failed(NO_RESPONSE, completed=False, exception=exc)
+        if response["completed"] is True:
+            return response  # type: ignore[no-any-return]
+        return failed(NO_RESPONSE, completed=False)
 
     @staticmethod
-    def _failure(exc: LLMError, *, polling: bool = False) -> ModelResponse:
+    def _failure(exc: LLMError) -> ModelResponse:
         """The SDK's FAILED response for an error, with the error kept in ``response.exception``."""
         if isinstance(exc, APIStatusError):
-            return failed(status_error_text(exc.status_code, exc.body), exception=exc)
-        if polling:
-            return failed(NO_RESPONSE, completed=False, exception=exc)
+            text = status_error_text(exc.status_code, exc.body, is_json=not isinstance(exc.body, TextBody))
+            return failed(text, exception=exc)
         return failed(GENERIC_RUN_ERROR, exception=exc)
 
     # -- the unified interface -------------------------------------------------------------------------------------
@@ -549,6 +634,10 @@ class AiXplainLLM(HTTPLLM):
         return self._to_chat(started)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+        if not self.supports_streaming:  # the model does not stream: its whole answer is the one chunk
+            whole = self._chat(messages, **kwargs)
+            yield whole.model_copy(update={"delta": whole.message.content or ""})
+            return
         options = call_options(kwargs)
         request = self._run_request(self.run_url, self._chat_payload(messages, kwargs, stream=True))
         lines = self.transport.stream_lines(request, **options)
@@ -567,6 +656,10 @@ class AiXplainLLM(HTTPLLM):
             lines.close()
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
+        if not self.supports_streaming:
+            whole = await self._achat(messages, **kwargs)
+            yield whole.model_copy(update={"delta": whole.message.content or ""})
+            return
         options = call_options(kwargs)
         request = self._run_request(self.run_url, self._chat_payload(messages, kwargs, stream=True))
         lines = self.transport.astream_lines(request, **options)

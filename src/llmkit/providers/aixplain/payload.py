@@ -31,7 +31,7 @@ def _base_payload(data: Any, parse_json: bool) -> dict[str, Any]:
             return {"data": data}
         if isinstance(parsed, dict):
             return parsed
-        if isinstance(parsed, int | float) and not isinstance(parsed, bool):
+        if isinstance(parsed, int | float):  # bools too (an int in Python): "true" is sent as "True", as the SDK
             return {"data": str(parsed)}
         return {"data": parsed}
     return {"data": data}
@@ -48,6 +48,7 @@ def build_payload(
     max_tokens: int = 128,
     top_p: float | None = None,
     parameters: dict[str, Any] | None = None,
+    response_format: Any = None,
     stream: bool = False,
     parse_json: bool = True,
 ) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def build_payload(
     params.setdefault("max_tokens", max_tokens)
     if top_p is not None:
         params.setdefault("top_p", top_p)
-    params.setdefault("response_format", None)
+    params.setdefault("response_format", response_format)
     if stream:
         options = params.get("options")
         params["options"] = {**(options if isinstance(options, dict) else {}), "stream": True}
