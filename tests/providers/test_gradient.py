@@ -357,3 +357,14 @@ def test_create_specs() -> None:
     adapter = create("gradient-adapter/" + ADAPTER_ID, access_token="t", workspace_id="w")
     assert isinstance(adapter, GradientModelAdapterLLM)
     assert adapter.model_adapter_id == ADAPTER_ID
+
+
+def test_concurrent_first_calls_share_one_model_lookup(server: GradientServer) -> None:
+    llm = base_llm(server)
+
+    async def burst() -> list[str]:
+        return [r.text for r in await asyncio.gather(*(llm.acomplete(f"n{i}") for i in range(200)))]
+
+    assert len(asyncio.run(burst())) == 200
+    lookups = [r for r in server.requests if r.method == "GET"]
+    assert len(lookups) == 1

@@ -22,9 +22,11 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
+import weakref
 from typing import Any
 from urllib.parse import quote
 
@@ -188,6 +190,9 @@ class _BaseGradientLLM(HTTPLLM):
 
     _model_id: str | None = PrivateAttr(default=None)
     _resolve_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[str]] = PrivateAttr(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -275,13 +280,23 @@ class _BaseGradientLLM(HTTPLLM):
         return self._model_id
 
     async def amodel_id(self) -> str:
-        """Async :meth:`model_id`."""
-        if self._model_id is None:
-            try:
-                body = await self.transport.arequest_json(self._lookup_request())
-            except NotFoundError as exc:
-                raise self._lookup_failed(exc) from exc
-            self._model_id = self._model_id_from(body)
+        """Async :meth:`model_id`: concurrent first calls share one lookup (per event loop)."""
+        if self._model_id is not None:
+            return self._model_id
+        loop = asyncio.get_running_loop()
+        lookup = self._lookups.get(loop)
+        if lookup is None:
+            lookup = loop.create_task(self._alookup())
+            self._lookups[loop] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(loop, None))  # a failed lookup is tried again
+        return await asyncio.shield(lookup)
+
+    async def _alookup(self) -> str:
+        try:
+            body = await self.transport.arequest_json(self._lookup_request())
+        except NotFoundError as exc:
+            raise self._lookup_failed(exc) from exc
+        self._model_id = self._model_id_from(body)
         return self._model_id
 
     # -- completion -----------------------------------------------------------------------------------------------
