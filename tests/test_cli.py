@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,3 +60,50 @@ def test_errors_are_one_line_without_traceback() -> None:
     assert "Traceback" not in result.stderr
     debug = run("--debug", "chat", "--model", "nope", "x")
     assert "Traceback" in debug.stderr
+
+
+def test_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
+    for args, stdin in ((["chat", "--model", "mock"], ""), (["complete", "x", "--max-tokens", "-5"], None),
+                        (["complete", "x", "--temperature", "nan"], None)):  # fmt: skip
+        result = run(*args, stdin=stdin)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    (tmp_path / "broken_schema.py").write_text("raise RuntimeError('boom at import')\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", "chat", "--model", "mock", "--schema", "broken_schema:X", "hi"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    expected = "llmkit: error: cannot import 'broken_schema' for --schema: RuntimeError: boom at import"
+    assert result.stderr.strip() == expected
+
+
+def test_an_interactive_session_survives_a_failed_turn(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmkit.cli import _interactive
+    from llmkit.errors import ServerError
+    from llmkit.providers.function import FunctionLLM
+
+    def answer(messages: list[Any], kwargs: dict[str, Any]) -> str:
+        if messages[-1].content == "second":
+            raise ServerError("upstream down", status_code=503)
+        return f"seen {len(messages)}"
+
+    lines = iter(["first", "second", "third"])
+
+    def fake_input(prompt: str) -> str:
+        try:
+            return next(lines)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    llm = FunctionLLM(chat_fn=answer)
+    assert _interactive(llm) == 0
+    out, err = capsys.readouterr()
+    assert "upstream down" in err
+    assert out.splitlines() == ["seen 1", "seen 3"]  # the failed turn left the history as it was

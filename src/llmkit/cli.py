@@ -29,6 +29,26 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 2:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2, got {text}")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmkit", description="One interface to every LLM, local or remote.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -37,8 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
     def model_options(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--model", default="local", help="provider spec for create(), e.g. local, openai/gpt-4o-mini")
         sub.add_argument("--api-base", help="base URL, for HTTP providers")
-        sub.add_argument("--temperature", type=float)
-        sub.add_argument("--max-tokens", type=int)
+        sub.add_argument("--temperature", type=_temperature)
+        sub.add_argument("--max-tokens", type=_positive_int)
         sub.add_argument("--json", action="store_true", help="print the raw JSON response")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
@@ -81,9 +101,13 @@ def _load_schema(spec: str) -> Any:
         raise ConfigurationError(f"--schema wants module:Class, got {spec!r}")
     sys.path.insert(0, str(Path.cwd()))
     try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot load schema {spec!r}: {exc}") from exc
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may fail to import in any way: report it in one line
+        raise ConfigurationError(f"cannot import {module_name!r} for --schema: {type(exc).__name__}: {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise ConfigurationError(f"--schema: module {module_name!r} has no {attr!r}") from exc
 
 
 def _answer(llm: Any, messages: list[Any], as_json: bool) -> str:
@@ -126,7 +150,12 @@ def _interactive(llm: Any) -> int:
         if not line.strip():
             continue
         history.append(ChatMessage(role=MessageRole.USER, content=line))
-        reply = _answer(llm, history, as_json=False)
+        try:
+            reply = _answer(llm, history, as_json=False)
+        except LLMError as exc:  # one failed turn does not end the session or lose its history
+            history.pop()
+            print(f"llmkit: error: {exc} (the conversation goes on; try again)", file=sys.stderr)
+            continue
         history.append(ChatMessage(role=MessageRole.ASSISTANT, content=reply))
 
 
@@ -145,6 +174,8 @@ def _chat(args: argparse.Namespace) -> int:
     if args.prompt is None:
         if not sys.stdin.isatty():
             args.prompt = sys.stdin.read()
+            if not args.prompt.strip():
+                raise ConfigurationError("the prompt piped on stdin is empty: pipe some text or pass the prompt")
         else:
             return _interactive(llm)
     _answer(llm, [ChatMessage(role=MessageRole.USER, content=args.prompt)], args.json)
