@@ -15,25 +15,42 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
 from llmkit.capabilities import Capabilities
+from llmkit.errors import ConfigurationError
 from llmkit.llm import LLM
 from llmkit.structured import PydanticProgramMode
 from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole, Usage
 
+#: How deep recursive schemas are followed before optional parts (empty lists, non-recursive options) are chosen.
+_RECURSION_DEPTH = 3
+_MAX_DEPTH = 32
 
-def example_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> Any:
-    """A value valid for a JSON schema: defaults and enum members first, else the simplest value of the type."""
+
+def example_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> Any:
+    """A value valid for a JSON schema: defaults and enum members first, else the simplest value of the type that
+    satisfies its bounds, lengths, multiples and (simple) patterns. Recursive schemas end as soon as they may
+    (empty lists, non-recursive options); one with no finite instance is a ``ConfigurationError``.
+
+    Example:
+        >>> example_from_schema({"type": "integer", "minimum": 3, "maximum": 9, "multipleOf": 4})
+        4
+    """
+    if depth > _MAX_DEPTH:
+        raise ConfigurationError("MockLLM cannot build a finite instance of this schema: a required field recurses")
     root = root if root is not None else schema
+    deeper = depth + 1
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return example_from_schema(root.get("$defs", {}).get(name, {}), root)
+        return example_from_schema(root.get("$defs", {}).get(name, {}), root, deeper)
     if "default" in schema:
         return schema["default"]
     if "const" in schema:
@@ -43,38 +60,92 @@ def example_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = No
     for key in ("anyOf", "oneOf"):
         if key in schema:
             options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
-            return example_from_schema(options[0], root)
+            if depth >= _RECURSION_DEPTH:  # prefer an option that does not recurse, then null
+                plain = [o for o in schema[key] if "$ref" not in json.dumps(o)]
+                options = plain or options
+            return example_from_schema(options[0], root, deeper)
     if "allOf" in schema:
-        return example_from_schema(schema["allOf"][0], root)
+        return example_from_schema(schema["allOf"][0], root, deeper)
     kind = schema.get("type", "object")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         props = schema.get("properties", {})
-        return {name: example_from_schema(sub, root) for name, sub in props.items()}
+        required = set(schema.get("required", props))
+        return {
+            name: example_from_schema(sub, root, deeper)
+            for name, sub in props.items()
+            if name in required or depth < _RECURSION_DEPTH
+        }
     if kind == "array":
-        count = max(int(schema.get("minItems", 1)), 1)
-        return [example_from_schema(schema.get("items", {}), root) for _ in range(count)]
+        least = int(schema.get("minItems", 0))
+        count = least if depth >= _RECURSION_DEPTH else max(least, 1)
+        return [example_from_schema(schema.get("items", {}), root, deeper) for _ in range(count)]
     if kind == "string":
         return _example_string(schema)
-    if kind == "integer":
-        return int(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
-    if kind == "number":
-        return float(schema.get("minimum", schema.get("exclusiveMinimum", -1) + 1))
+    if kind in ("integer", "number"):
+        return _example_number(schema, integer=kind == "integer")
     if kind == "boolean":
         return True
     return None
 
 
+def _example_number(schema: dict[str, Any], integer: bool) -> int | float:
+    step = 1.0 if integer else 0.5
+    low = schema.get("minimum", schema["exclusiveMinimum"] + step if "exclusiveMinimum" in schema else None)
+    high = schema.get("maximum", schema["exclusiveMaximum"] - step if "exclusiveMaximum" in schema else None)
+    value = float(low) if low is not None else (min(0.0, float(high)) if high is not None else 0.0)
+    if low is not None and high is not None and not integer:
+        value = (float(low) + float(high)) / 2
+    multiple = schema.get("multipleOf")
+    if multiple:
+        value = math.ceil(value / multiple) * multiple
+    return math.ceil(value) if integer else value
+
+
+_FORMATS = {
+    "date": "2024-01-01",
+    "date-time": "2024-01-01T00:00:00Z",
+    "time": "00:00:00",
+    "email": "user@example.com",
+    "uri": "https://example.com",
+    "uuid": "00000000-0000-0000-0000-000000000000",
+}
+_PATTERN_ATOM = re.compile(r"\\d|\\w|\\s|\[[^\]]*\]|\\.|[^\\\[(){}*+?|^$]")
+_PATTERN_COUNT = re.compile(r"\{(\d+)(?:,(\d*))?\}|[*+?]")
+
+
+def _from_pattern(pattern: str) -> str | None:
+    """The shortest string of a simple pattern (literals, classes, \\d \\w \\s, counted repeats); None for others."""
+    body, out, index = pattern.removeprefix("^").removesuffix("$"), [], 0
+    while index < len(body):
+        atom = _PATTERN_ATOM.match(body, index)
+        if atom is None:
+            return None
+        index = atom.end()
+        count = _PATTERN_COUNT.match(body, index)
+        times = 1
+        if count is not None:
+            index = count.end()
+            times = int(count.group(1)) if count.group(1) else (1 if count.group(0) == "+" else 0)
+        token = atom.group(0)
+        char = {"\\d": "0", "\\w": "a", "\\s": " "}.get(token)
+        if char is None and token.startswith("["):
+            inner = token[1:-1].removeprefix("^")
+            char = inner[0] if inner and not token.startswith("[^") else "a"
+            if inner.startswith("\\d"):
+                char = "0"
+        if char is None:
+            char = token[-1]
+        out.append(char * times)
+    candidate = "".join(out)
+    return candidate if re.search(pattern, candidate) else None  # pydantic's patterns match anywhere, like search
+
+
 def _example_string(schema: dict[str, Any]) -> str:
-    formats = {
-        "date": "2024-01-01",
-        "date-time": "2024-01-01T00:00:00Z",
-        "email": "user@example.com",
-        "uri": "https://example.com",
-        "uuid": "00000000-0000-0000-0000-000000000000",
-    }
-    text = formats.get(schema.get("format", ""), "string")
+    text = _FORMATS.get(schema.get("format", ""), "string")
+    if "pattern" in schema:
+        text = _from_pattern(schema["pattern"]) or text
     minimum = int(schema.get("minLength", 0))
     if len(text) < minimum:
         text = text + "x" * (minimum - len(text))
@@ -103,7 +174,9 @@ class MockLLM(LLM):
     _cycle: Iterator[str] | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     #: Every request the mock received: ``(messages or prompt, kwargs)``; handy for assertions.
-    requests: list[tuple[Any, dict[str, Any]]] = Field(default_factory=list, exclude=True)
+    requests: deque[tuple[Any, dict[str, Any]]] = Field(
+        default_factory=lambda: deque(maxlen=1000), exclude=True, description="The latest 1,000 requests received."
+    )
 
     @classmethod
     def class_name(cls) -> str:
