@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import http, local_model
+from bench import http, local_model, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -70,6 +70,7 @@ def render(
     local: dict[str, tuple[float, float]],
     valid: tuple[int, int],
     command: str,
+    routed: dict[str, float] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -98,6 +99,11 @@ def render(
         "",
         http.tables(results),
         "",
+        *(
+            ["## The router — one deployment behind `Router`, same canned server", "", router.table(routed), ""]
+            if routed
+            else []
+        ),
         "## The embedded model — SmolLM2-135M-Instruct Q4_1, same loaded model",
         "",
         "| case | time to first token (ms) | tokens/s |",
@@ -131,10 +137,12 @@ def main() -> int:
     imports = import_costs(args.import_runs)
     print("HTTP ...", flush=True)
     results = http.run(calls=args.calls)
+    print("router ...", flush=True)
+    routed = router.measure(calls=args.calls)
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command)
+    text = render(imports, results, local, valid, args.command, routed)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)
