@@ -15,7 +15,11 @@ import httpx
 import pytest
 
 from llmkit.providers.llamacpp import LlamaCpp, packaged_model
+from llmkit.transport import RetryPolicy
 from tests.servers import fault
+
+#: For tests that count attempts rather than time them: the same decisions, without sleeping through real backoff.
+FAST_RETRIES = RetryPolicy(initial_delay=0.001, max_delay=0.005)
 
 
 def free_port() -> int:

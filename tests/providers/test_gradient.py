@@ -25,6 +25,7 @@ from llmkit import (
     ServerError,
     create,
 )
+from tests.conftest import FAST_RETRIES
 from tests.servers import gradient as server_mod
 from tests.servers.gradient import ADAPTER_ID, BASE_MODEL_ID, BASE_SLUG, TOKEN, WORKSPACE, Canned, GradientServer
 
@@ -298,7 +299,7 @@ def test_error_bodies_become_typed_errors(server: GradientServer) -> None:
 
 
 def test_429_and_5xx_are_retried_a_bounded_number_of_times(server: GradientServer) -> None:
-    llm = base_llm(server, max_retries=2)
+    llm = base_llm(server, max_retries=2, retry_policy=FAST_RETRIES)
     llm.complete("warm up")  # resolves the model
     before = len(server.requests)
     server.script.extend(

@@ -24,6 +24,7 @@ from llmkit import (
     ServerError,
     create,
 )
+from tests.conftest import FAST_RETRIES
 from tests.servers.fault import FaultServer
 
 pytest.importorskip("litellm", reason="the 'litellm' extra is not installed: pip install 'llmkit[litellm]'")
@@ -140,7 +141,7 @@ def attempts(server: FaultServer, test_id: str) -> int:
 
 @pytest.mark.parametrize(("retries", "expected"), [(0, 1), (1, 2), (2, 3)])
 def test_max_retries_means_what_it_says(fault_server: FaultServer, retries: int, expected: int) -> None:
-    llm, test_id = fault_llm(fault_server, "always-503", max_retries=retries)
+    llm, test_id = fault_llm(fault_server, "always-503", max_retries=retries, retry_policy=FAST_RETRIES)
     with pytest.raises(ServerError):
         llm.chat(Q)
     assert attempts(fault_server, test_id) == expected

@@ -20,7 +20,7 @@ from pydantic import Field, PrivateAttr
 
 from llmkit.errors import APITimeoutError, StreamError
 from llmkit.llm import LLM
-from llmkit.transport import HTTPTransport, Request, ServerSentEvent
+from llmkit.transport import HTTPTransport, Request, RetryPolicy, ServerSentEvent
 from llmkit.transport.client import DEFAULT_MAX_BODY_BYTES
 from llmkit.transport.errors import ErrorHook
 from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, _MediaBlock
@@ -96,6 +96,7 @@ class HTTPLLM(LLM):
     Args:
         timeout: seconds per phase (connect is capped at 10 s), or an ``httpx.Timeout``; per call ``timeout=``.
         max_retries: retries of 408/409/429/5xx and connection errors (default 2); per call ``max_retries=``.
+        retry_policy: the backoff between retries (``RetryPolicy(initial_delay=..., max_delay=...)``).
         max_body_bytes: the largest answer read (32 MB); a longer one is a typed error, a longer error is truncated.
         allow_insecure_http: allow sending the key over plain http to a host that is not loopback.
     """
@@ -103,6 +104,7 @@ class HTTPLLM(LLM):
     timeout: float | None = Field(default=60.0, gt=0, description="Request timeout in seconds (per phase).")
     max_retries: int = Field(default=2, ge=0, description="Retries of transient failures.")
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0, description="The largest answer read.")
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy, exclude=True, description="Backoff between retries.")
     allow_insecure_http: bool = Field(default=False, description="Send keys over http:// to non-loopback hosts.")
 
     _transport: HTTPTransport | None = PrivateAttr(default=None)
@@ -128,6 +130,7 @@ class HTTPLLM(LLM):
             callback_manager=self.callback_manager,
             error_hook=self._error_hook(),
             max_body_bytes=self.max_body_bytes,
+            retry_policy=self.retry_policy,
             allow_insecure_http=self.allow_insecure_http,
             **self._transport_settings(),
             **plug,

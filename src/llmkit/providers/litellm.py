@@ -142,7 +142,7 @@ class LiteLLM(LLM):
     )
 
     _model_info: dict[str, Any] | None = PrivateAttr(default=None)
-    _retry_policy: RetryPolicy = PrivateAttr(default_factory=RetryPolicy)
+    retry_policy: RetryPolicy = Field(default_factory=RetryPolicy, exclude=True, description="Backoff between retries.")
 
     @classmethod
     def class_name(cls) -> str:
@@ -222,7 +222,7 @@ class LiteLLM(LLM):
         return self.max_retries if value is None else int(value)
 
     def _retrying(self, retries: int) -> Retrying:
-        return Retrying(self._retry_policy, retries, lambda exc: (map_error(exc), True), self.callback_manager)
+        return Retrying(self.retry_policy, retries, lambda exc: (map_error(exc), True), self.callback_manager)
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         litellm = import_litellm()
