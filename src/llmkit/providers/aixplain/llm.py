@@ -64,8 +64,9 @@ from llmkit.providers.aixplain.response import (
 )
 from llmkit.providers.aixplain.stream import ModelResponseStreamer, StreamEvent, content_text, parse_line
 from llmkit.providers.base import HTTPLLM, call_options
-from llmkit.transport import PollSchedule, PollTimeout, Request, apoll, poll
+from llmkit.transport import PollSchedule, PollTimeout, Request, poll
 from llmkit.transport.errors import TextBody
+from llmkit.transport.flow import Flow, arun_flow, run_flow
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, Usage, text_message
 
 DEFAULT_RUN_URL = "https://models.aixplain.com/api/v1/execute"
@@ -369,39 +370,24 @@ class AiXplainLLM(HTTPLLM):
 
     # -- the job, sync and async: start, then poll until done (typed errors) ---------------------------------------
 
-    def _poll_once(self, poll_url: str, options: dict[str, Any]) -> ModelResponse:
-        return self._read_poll(self.transport.request_json(self._poll_request(poll_url), **options))
-
-    async def _apoll_once(self, poll_url: str, options: dict[str, Any]) -> ModelResponse:
-        return self._read_poll(await self.transport.arequest_json(self._poll_request(poll_url), **options))
-
-    def _wait(
-        self, poll_url: str, wait_time: float, timeout: float, started: float, options: dict[str, Any]
-    ) -> ModelResponse:
-        """Poll until done; ``timeout`` counts from ``started`` (``time.monotonic()``), the start of the job."""
-        try:
-            return poll(
-                lambda: self._poll_once(poll_url, options),
-                self._done,
-                timeout=timeout - (time.monotonic() - started),
-                schedule=PollSchedule(wait=wait_time),
-            )
-        except PollTimeout as exc:
-            raise self._job_timeout(poll_url, timeout) from exc
-
-    async def _await(
-        self, poll_url: str, wait_time: float, timeout: float, started: float, options: dict[str, Any]
-    ) -> ModelResponse:
-        """Async :meth:`_wait`."""
-        try:
-            return await apoll(
-                lambda: self._apoll_once(poll_url, options),
-                self._done,
-                timeout=timeout - (time.monotonic() - started),
-                schedule=PollSchedule(wait=wait_time),
-            )
-        except PollTimeout as exc:
-            raise self._job_timeout(poll_url, timeout) from exc
+    def _job(
+        self, payload: dict[str, Any], poll_timeout: float, wait_time: float, options: dict[str, Any]
+    ) -> Flow[ModelResponse]:
+        """The job, written once: start it, then poll with growing waits until it is done or ``poll_timeout`` (from
+        the start) passes. The start is never replayed after an ambiguous failure (``replay_safe=False``)."""
+        start = time.monotonic()
+        run = self._run_request(self.run_url, payload)
+        started = self._read_start((yield run, {**self._start_timeout(poll_timeout), **options}))
+        if started.url is None or started.completed:
+            return started
+        next_wait = PollSchedule(wait=wait_time).waits()
+        while True:
+            polled = self._read_poll((yield self._poll_request(started.url), options))
+            if self._done(polled):
+                return polled
+            if time.monotonic() - start >= poll_timeout:
+                raise self._job_timeout(started.url, poll_timeout)
+            yield next_wait()
 
     @staticmethod
     def _job_timeout(poll_url: str, timeout: float) -> APITimeoutError:
@@ -611,27 +597,12 @@ class AiXplainLLM(HTTPLLM):
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)
         payload = self._chat_payload(messages, kwargs, stream=False)
-        poll_timeout, wait_time = self._job_settings(kwargs)
-        start = time.monotonic()
-        request = self._run_request(self.run_url, payload)
-        started = self._read_start(
-            self.transport.request_json(request, **{**self._start_timeout(poll_timeout), **options})
-        )
-        if started.url is not None and not started.completed:
-            started = self._wait(started.url, wait_time, poll_timeout, start, options)
-        return self._to_chat(started)
+        return self._to_chat(run_flow(self.transport, self._job(payload, *self._job_settings(kwargs), options)))
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)
         payload = self._chat_payload(messages, kwargs, stream=False)
-        poll_timeout, wait_time = self._job_settings(kwargs)
-        start = time.monotonic()
-        request = self._run_request(self.run_url, payload)
-        body = await self.transport.arequest_json(request, **{**self._start_timeout(poll_timeout), **options})
-        started = self._read_start(body)
-        if started.url is not None and not started.completed:
-            started = await self._await(started.url, wait_time, poll_timeout, start, options)
-        return self._to_chat(started)
+        return self._to_chat(await arun_flow(self.transport, self._job(payload, *self._job_settings(kwargs), options)))
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
         if not self.supports_streaming:  # the model does not stream: its whole answer is the one chunk
