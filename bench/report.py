@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import http, local_model, router
+from bench import cache, http, local_model, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -71,6 +71,7 @@ def render(
     valid: tuple[int, int],
     command: str,
     routed: dict[str, float] | None = None,
+    cached: dict[str, float] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -104,6 +105,7 @@ def render(
             if routed
             else []
         ),
+        *(["## The response cache — hits, same canned server", "", cache.table(cached), ""] if cached else []),
         "## The embedded model — SmolLM2-135M-Instruct Q4_1, same loaded model",
         "",
         "| case | time to first token (ms) | tokens/s |",
@@ -139,10 +141,12 @@ def main() -> int:
     results = http.run(calls=args.calls)
     print("router ...", flush=True)
     routed = router.measure(calls=args.calls)
+    print("cache ...", flush=True)
+    cached = cache.measure(calls=args.calls)
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command, routed)
+    text = render(imports, results, local, valid, args.command, routed, cached)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)

@@ -107,3 +107,29 @@ def test_an_interactive_session_survives_a_failed_turn(
     out, err = capsys.readouterr()
     assert "upstream down" in err
     assert out.splitlines() == ["seen 1", "seen 3"]  # the failed turn left the history as it was
+
+
+def test_cache_flag_stats_and_clear(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "LLMKIT_CACHE_DIR": str(tmp_path)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "llmkit.cli", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+
+    first = cli("chat", "--model", "mock", "--cache", "hello")
+    again = cli("chat", "--model", "mock", "--cache", "hello")
+    assert first.returncode == again.returncode == 0
+    assert first.stdout == again.stdout
+    stats = cli("cache", "stats")
+    assert "entries:  1" in stats.stdout
+    assert str(tmp_path) in stats.stdout
+    cleared = cli("cache", "clear", "--namespace", "default")
+    assert cleared.stdout.startswith("removed 1 cached response from namespace 'default'")
+    assert "entries:  0" in cli("cache", "stats").stdout
+    (tmp_path / "damaged.sqlite").write_bytes(b"not a database" * 100)
+    broken = cli("cache", "stats", "--path", str(tmp_path / "damaged.sqlite"))
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("llmkit: error: response cache:")
+    assert "Traceback" not in broken.stderr

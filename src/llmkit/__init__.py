@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "StructuredLLM": "llmkit.structured_llm",
     "WrapperLLM": "llmkit.wrapper",
     "LLMCall": "llmkit.wrapper",
+    "CachedLLM": "llmkit.cache",
     "Capabilities": "llmkit.capabilities",
     "PydanticProgramMode": "llmkit.structured",
     "FlexibleModel": "llmkit.structured",
@@ -75,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "ResponseParseError": "llmkit.errors",
     "StructuredOutputError": "llmkit.errors",
     "ToolCallError": "llmkit.errors",
+    "CacheError": "llmkit.errors",
     # construction
     "create": "llmkit.registry",
     "register_provider": "llmkit.registry",
@@ -107,6 +109,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from llmkit.cache import CachedLLM
     from llmkit.callbacks import CallbackHandler, CallbackManager, TokenCountingHandler
     from llmkit.capabilities import Capabilities
     from llmkit.errors import (
@@ -115,6 +118,7 @@ if TYPE_CHECKING:
         APITimeoutError,
         AuthenticationError,
         BadRequestError,
+        CacheError,
         ConfigurationError,
         ConflictError,
         ContentFilterError,

@@ -8,6 +8,8 @@ Examples::
     llmkit chat --schema mymodule:Invoice "Invoice for 3 apples at 2 EUR"
     llmkit complete "Once upon a time" --max-tokens 32
     llmkit models
+    llmkit chat --cache "Hi"                              # a repeated request is answered from the on-disk cache
+    llmkit cache stats                                    # what the cache holds; `llmkit cache clear` empties it
 
 Errors go to stderr with a non-zero exit code, without a traceback unless ``--debug``.
 """
@@ -60,6 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--temperature", type=_temperature)
         sub.add_argument("--max-tokens", type=_positive_int)
         sub.add_argument("--json", action="store_true", help="print the raw JSON response")
+        sub.add_argument("--cache", action="store_true", help="answer repeated requests from the on-disk cache")
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     chat = commands.add_parser("chat", help="chat (interactive without a prompt)")
@@ -73,6 +76,16 @@ def _build_parser() -> argparse.ArgumentParser:
     model_options(complete)
 
     commands.add_parser("models", help="list providers and the local models found")
+
+    cache = commands.add_parser("cache", help="inspect or empty the response cache")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    for name, text in (("stats", "entries and size of the cache"), ("clear", "remove cached responses")):
+        sub = cache_commands.add_parser(name, help=text)
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--path", help="the SQLite file (default: ~/.cache/llmkit/responses.sqlite)")
+        where.add_argument("--redis", metavar="URL", help="a Redis cache, e.g. redis://127.0.0.1:6379/0")
+        if name == "clear":
+            sub.add_argument("--namespace", help="remove only this namespace's entries")
 
     pull = commands.add_parser("pull", help="download a GGUF from Hugging Face into the local cache")
     pull.add_argument("repo", help="e.g. HuggingFaceTB/SmolLM2-360M-Instruct-GGUF")
@@ -92,7 +105,8 @@ def _make_llm(args: argparse.Namespace) -> Any:
         kwargs["api_base"] = args.api_base
     if getattr(args, "system", None):
         kwargs["system_prompt"] = args.system
-    return create(args.model, **kwargs)
+    llm = create(args.model, **kwargs)
+    return llm.with_cache() if args.cache else llm
 
 
 def _load_schema(spec: str) -> Any:
@@ -239,11 +253,38 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_store(args: argparse.Namespace) -> Any:
+    if args.redis:
+        from llmkit.cache.redis import RedisCache
+
+        return RedisCache(args.redis)
+    from llmkit.cache.sqlite import SQLiteCache
+
+    return SQLiteCache(args.path)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    store = _cache_store(args)
+    try:
+        if args.cache_command == "clear":
+            removed = store.clear(args.namespace)
+            where = f" from namespace {args.namespace!r}" if args.namespace else ""
+            print(f"removed {removed} cached response{'s' if removed != 1 else ''}{where} ({store.stats().location})")
+        else:
+            stats = store.stats()
+            print(f"location: {stats.location}")
+            print(f"entries:  {stats.entries}")
+            print(f"size:     {stats.bytes / 1e6:.1f} MB")
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmkit`` console script."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    handlers = {"chat": _chat, "complete": _complete, "models": _models, "pull": _pull}
+    handlers = {"chat": _chat, "complete": _complete, "models": _models, "pull": _pull, "cache": _cache}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -184,6 +184,11 @@ class RouterStateError(LLMError):
     """The router's shared state (Redis) could not be read or written."""
 
 
+class CacheError(LLMError):
+    """The response cache's store could not be used: a damaged or foreign file, an unreachable Redis. The message
+    names the store and the fix."""
+
+
 def configuration_error(cls: type[Any], error: Any) -> ConfigurationError:
     """A pydantic ``ValidationError`` from building ``cls`` as one readable :class:`ConfigurationError`: each
     problem with the argument it concerns, the closest valid name for an unknown one, and never the values given

@@ -54,6 +54,7 @@ from llmkit.types import (
 )
 
 if TYPE_CHECKING:
+    from llmkit.cache import Cache, CachedLLM
     from llmkit.structured_llm import StructuredLLM
     from llmkit.tools import AgentChatResponse
 
@@ -706,6 +707,24 @@ class LLM(BaseLLM):
         from llmkit.structured_llm import StructuredLLM
 
         return StructuredLLM(llm=self, output_cls=output_cls, **kwargs)
+
+    def with_cache(self, cache: Cache | None = None, **options: Any) -> CachedLLM:
+        """This LLM answering repeated requests from ``cache`` (default: the on-disk SQLite cache).
+
+        ``options`` are :class:`~llmkit.cache.CachedLLM`'s (``namespace``, ``ttl``, ``single_flight``...).
+
+        Example:
+            >>> from llmkit import MockLLM
+            >>> from llmkit.cache import MemoryCache
+            >>> llm = MockLLM().with_cache(MemoryCache(), namespace="docs")
+            >>> llm.complete("hi").additional_kwargs.get("cache_hit"), llm.complete("hi").additional_kwargs["cache_hit"]
+            (None, True)
+        """
+        from llmkit.cache import CachedLLM
+
+        if cache is not None:
+            options["cache"] = cache
+        return CachedLLM(llm=self, **options)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Tool calling
