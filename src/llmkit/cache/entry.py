@@ -1,10 +1,12 @@
-"""What the cache stores for one request: a stream's chunks, or one answer, as versioned JSON bytes.
+"""What the cache stores for one request: a stream's chunks, or one answer, as versioned JSON lines.
 
-A stream is kept chunk for chunk (text, tool-call and thinking deltas, logprobs, usage, finish reason: every field of
-every chunk), so a replay yields exactly what the first run yielded. Chunks repeat the text so far; a chunk whose text
-is the previous text plus its delta is stored as just the delta and rebuilt on reading, so a long stream costs its
-length, not its length squared. A stream's last chunk holds the whole answer, so a cached stream also answers a
-plain call.
+The first line says what the entry is (format, endpoint, stream or not); each further line is one response as
+pydantic writes it, so a hit is read back by pydantic's own JSON parser in one step. A stream is kept chunk for chunk
+(text, tool-call and thinking deltas, logprobs, usage, finish reason: every field of every chunk), so a replay yields
+exactly what the first run yielded. Chunks repeat the text so far; a chunk whose text is the previous text plus its
+delta is stored without the text (its line starts with ``+``) and rebuilt on reading, so a long stream costs its
+length, not its length squared. A stream's last chunk holds the whole answer, so a cached stream also answers a plain
+call.
 
 Example:
     >>> from llmkit.cache.entry import Recording, Entry
@@ -24,65 +26,63 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llmkit.types import ChatResponse, CompletionResponse
+from llmkit.types import ChatResponse, CompletionResponse, TextBlock
 
 Response = ChatResponse | CompletionResponse
-FORMAT = 1
-_APPEND = "+"  # marks a chunk whose text is the previous chunk's text plus its delta
+FORMAT = 2
+_APPENDED = b"+"  # starts the line of a chunk stored without its text: the previous text plus its delta
 
 
 class CorruptEntry(Exception):
     """Stored bytes that are not an entry of this format (a foreign writer, a newer llmkit, damage)."""
 
 
-def _dump(response: Response) -> dict[str, Any]:
+def _text_of(response: Response) -> str | None:
+    """The response's text when it is plain text (a completion, or a chat message of one text block)."""
+    if isinstance(response, CompletionResponse):
+        return response.text
+    blocks = response.message.blocks
+    return blocks[0].text if len(blocks) == 1 and type(blocks[0]) is TextBlock else None
+
+
+def _json(response: Response) -> bytes:
     try:
-        return response.model_dump(mode="json")
+        return response.model_dump_json().encode()
     except (ValueError, TypeError):  # a provider's raw object with no JSON form: keep everything else
-        return response.model_copy(update={"raw": None}).model_dump(mode="json")
-
-
-def _text_of(chunk: dict[str, Any]) -> str | None:
-    """The chunk's text when it is plain text (a completion, or a chat message of one text block)."""
-    if "text" in chunk:
-        return chunk["text"] if isinstance(chunk["text"], str) else None
-    blocks = chunk["message"]["blocks"]
-    if len(blocks) == 1 and blocks[0].get("block_type") == "text" and set(blocks[0]) == {"block_type", "text"}:
-        return str(blocks[0]["text"])
-    return None
-
-
-def _with_text(chunk: dict[str, Any], text: str) -> None:
-    if "message" in chunk:
-        chunk["message"]["blocks"] = [{"block_type": "text", "text": text}]
-    else:
-        chunk["text"] = text
+        return response.model_copy(update={"raw": None}).model_dump_json().encode()
 
 
 class Recording:
-    """Chunks (or one answer) collected as JSON data while a call runs; :meth:`encode` makes the entry."""
+    """Chunks (or one answer) collected as JSON lines while a call runs; :meth:`encode` makes the entry."""
 
     def __init__(self, endpoint: str, stream: bool) -> None:
         self.endpoint, self.stream = endpoint, stream
-        self.chunks: list[dict[str, Any]] = []
+        self.lines: list[bytes] = []
         self._text: str | None = None
 
     def add(self, response: Response) -> None:
         """Record the next chunk (or the answer)."""
-        chunk = _dump(response)
-        text, delta = _text_of(chunk), chunk.get("delta")
-        if self._text is not None and text is not None and isinstance(delta, str) and text == self._text + delta:
-            if "message" in chunk:
-                chunk["message"]["blocks"] = _APPEND
-            else:
-                chunk["text"] = _APPEND
+        text, delta = _text_of(response), response.delta
+        if self._text is not None and text is not None and delta is not None and text == self._text + delta:
+            thinned = (
+                response.model_copy(update={"message": response.message.model_copy(update={"blocks": []})})
+                if isinstance(response, ChatResponse)
+                else response.model_copy(update={"text": ""})
+            )
+            self.lines.append(_APPENDED + _json(thinned))
+        else:
+            self.lines.append(_json(response))
         self._text = text
-        self.chunks.append(chunk)
+
+    @property
+    def chunks(self) -> int:
+        """How many chunks were recorded."""
+        return len(self.lines)
 
     def encode(self) -> bytes:
-        """The entry as compact JSON bytes."""
-        body = {"format": FORMAT, "endpoint": self.endpoint, "stream": self.stream, "chunks": self.chunks}
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        """The entry as bytes."""
+        header = json.dumps({"format": FORMAT, "endpoint": self.endpoint, "stream": self.stream}).encode()
+        return b"\n".join([header, *self.lines])
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,55 +91,57 @@ class Entry:
 
     endpoint: str
     stream: bool
-    chunks: list[dict[str, Any]]
+    lines: list[bytes]
 
     @classmethod
     def decode(cls, data: bytes) -> Entry:
         """Read stored bytes (raises :class:`CorruptEntry` for anything that is not an entry of this format)."""
+        header, _, body = data.partition(b"\n")
         try:
-            body = json.loads(data)
-            if body.get("format") != FORMAT or body.get("endpoint") not in ("chat", "complete") or not body["chunks"]:
+            head = json.loads(header)
+            if head.get("format") != FORMAT or head.get("endpoint") not in ("chat", "complete") or not body:
                 raise CorruptEntry("not an llmkit cache entry of this format")
-            return cls(body["endpoint"], bool(body["stream"]), list(body["chunks"]))
+            return cls(head["endpoint"], bool(head["stream"]), body.split(b"\n"))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
 
-    def _model(self) -> type[ChatResponse] | type[CompletionResponse]:
-        return ChatResponse if self.endpoint == "chat" else CompletionResponse
+    def _read(self, line: bytes, text: str) -> Response:
+        model = ChatResponse if self.endpoint == "chat" else CompletionResponse
+        if not line.startswith(_APPENDED):
+            return model.model_validate_json(line)
+        response = model.model_validate_json(line[1:])
+        whole = text + (response.delta or "")
+        if isinstance(response, ChatResponse):
+            response.message.blocks = [TextBlock(text=whole)]
+        else:
+            response.text = whole
+        return response
 
-    def _expanded(self, only_last: bool) -> list[dict[str, Any]]:
-        """The chunks with every appended text written out (just the last one when ``only_last``)."""
-        out: list[dict[str, Any]] = []
+    def responses(self, **extra: Any) -> list[Response]:
+        """Every chunk as it was yielded (one response for a plain answer); ``extra`` goes into each one's
+        ``additional_kwargs``."""
+        out: list[Response] = []
         text = ""
-        for index, chunk in enumerate(self.chunks):
-            stored = chunk["message"]["blocks"] if "message" in chunk else chunk.get("text")
-            if stored == _APPEND:
-                text += chunk["delta"]
-                if not only_last or index == len(self.chunks) - 1:
-                    chunk = json.loads(json.dumps(chunk))  # the stored entry stays as stored
-                    _with_text(chunk, text)
-            else:
-                text = _text_of(chunk) or ""
-            if not only_last or index == len(self.chunks) - 1:
-                out.append(chunk)
-        return out
-
-    def responses(self) -> list[Response]:
-        """Every chunk as it was yielded (one response for a plain answer)."""
         try:
-            return [self._model().model_validate(chunk) for chunk in self._expanded(only_last=False)]
-        except (ValueError, TypeError, KeyError, ValidationError) as exc:
+            for line in self.lines:
+                response = self._read(line, text)
+                text = _text_of(response) or ""
+                response.additional_kwargs.update(extra)
+                out.append(response)
+        except (ValueError, TypeError, ValidationError) as exc:
             raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+        return out
 
     def answer(self, **extra: Any) -> Response:
         """The whole answer: the one response, or a stream's last chunk (which carries the text so far) without its
         delta; ``extra`` goes into its ``additional_kwargs``."""
-        try:
-            last = self._expanded(only_last=True)[0] if self.stream else self.chunks[0]
-            if self.stream or extra:
-                last = {**last, "additional_kwargs": {**last.get("additional_kwargs", {}), **extra}}
-                if self.stream:
-                    last["delta"] = None
-            return self._model().model_validate(last)
-        except (ValueError, TypeError, KeyError, ValidationError) as exc:
-            raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+        if not self.stream:
+            try:
+                response = self._read(self.lines[0], "")
+            except (ValueError, TypeError, ValidationError) as exc:
+                raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+            response.additional_kwargs.update(extra)
+            return response
+        last = self.responses(**extra)[-1]
+        last.delta = None
+        return last

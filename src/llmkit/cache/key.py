@@ -159,13 +159,12 @@ def _snapshot(llm: Any) -> tuple[Any, ...]:
     """Identifies the LLM's current settings cheaply: which object each field holds, and the value of every mutable
     container (a dict changed in place keeps its identity). Wrapped LLMs included."""
     fields = llm.__dict__
-    parts: list[Any] = []
-    for value in fields.values():
+    values = tuple(fields.values())
+    parts: list[Any] = [tuple(map(id, values))]
+    for value in values:
         kind = type(value)
         if (kind is dict or kind is list or kind is set) and value:
             parts.append(json.dumps(_canonical(value, False), sort_keys=True, default=repr))
-        else:
-            parts.append(id(value))
     inner = fields.get("llm")
     if isinstance(inner, BaseModel):
         parts.append(_snapshot(inner))
@@ -176,41 +175,48 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_refuse)
 
 
-def _message(message: Any) -> Any:
-    if all(type(block) is TextBlock for block in message.blocks):  # the common case, without the walk
-        return message.model_dump(mode="json")
-    return _canonical(message.model_dump(), strict=True)
+def _message(message: Any) -> bytes:
+    if not message.additional_kwargs and all(type(block) is TextBlock for block in message.blocks):
+        try:  # the common case: text only, written by pydantic in its fixed field order, without the walk
+            return bytes(message.model_dump_json().encode())
+        except ValueError:  # a lone surrogate: the walk below keeps it
+            pass
+    return _dumps(_canonical(message.model_dump(), strict=True)).encode("utf-8", "surrogatepass")
+
+
+def _part(digest: Any, data: bytes) -> None:
+    """One field of the request, length-prefixed so that no two requests hash the same bytes."""
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
 
 
 class RequestKey:
     """Keys requests made on one LLM. The LLM's settings are written once and again only when one changes (a new
-    value assigned, or a dict or list changed in place)."""
+    value assigned, or a dict or list changed in place); each call then hashes only its own fields."""
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
         self._snapshot: tuple[Any, ...] | None = None
-        self._settings = ""
+        self._settings = hashlib.sha256()
 
     def __call__(self, call: LLMCall, namespace: str) -> str:
         """The hex key of ``call`` (raises :class:`Uncacheable` when it has no canonical form)."""
         snapshot = _snapshot(self.llm)
         if snapshot != self._snapshot:
-            self._settings = _dumps(_settings(self.llm))
-            self._snapshot = snapshot
-        request = _dumps(
-            {
-                "v": KEY_VERSION,
-                "namespace": namespace,
-                "endpoint": call.endpoint,
-                "messages": [_message(message) for message in call.messages],
-                "prompt": call.prompt,
-                "formatted": call.formatted,
-                "kwargs": _canonical(call.kwargs, strict=True),
-            }
-        )
-        digest = hashlib.sha256(self._settings.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-        digest.update(request.encode("utf-8", "surrogatepass"))
+            settings = hashlib.sha256()
+            _part(settings, str(KEY_VERSION).encode())
+            _part(settings, _dumps(_settings(self.llm)).encode("utf-8", "surrogatepass"))
+            self._settings, self._snapshot = settings, snapshot
+        digest = self._settings.copy()
+        _part(digest, namespace.encode("utf-8", "surrogatepass"))
+        _part(digest, call.endpoint.encode())
+        _part(digest, call.prompt.encode("utf-8", "surrogatepass"))
+        _part(digest, b"1" if call.formatted else b"0")
+        _part(digest, len(call.messages).to_bytes(8, "little"))
+        for message in call.messages:
+            _part(digest, _message(message))
+        kwargs = _dumps(_canonical(call.kwargs, strict=True)) if call.kwargs else ""
+        _part(digest, kwargs.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
 

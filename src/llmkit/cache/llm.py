@@ -102,10 +102,6 @@ def _default_cache() -> Cache:
     return SQLiteCache()
 
 
-def _marked(response: Response) -> Response:
-    return response.model_copy(update={"additional_kwargs": {**response.additional_kwargs, "cache_hit": True}})
-
-
 class CachedLLM(WrapperLLM):
     """Answers repeated requests from ``cache`` (default: the on-disk :class:`~llmkit.cache.SQLiteCache`).
 
@@ -139,16 +135,18 @@ class CachedLLM(WrapperLLM):
 
     def _prepare(self, call: LLMCall) -> tuple[LLMCall, str | None, float | None]:
         """The call without the cache's own arguments, its key (None: do not cache), and the entry's ttl."""
-        kwargs = dict(call.kwargs)
-        use = kwargs.pop("cache", True)
-        ttl = kwargs.pop("cache_ttl", self.ttl)
-        call = replace(call, kwargs=kwargs)
+        use, ttl = True, self.ttl
+        if "cache" in call.kwargs or "cache_ttl" in call.kwargs:
+            kwargs = dict(call.kwargs)
+            use, ttl = kwargs.pop("cache", True), kwargs.pop("cache_ttl", ttl)
+            call = replace(call, kwargs=kwargs)
         if use is False:
             return call, None, None
-        if self._key is None or self._key.llm is not self.llm:
-            self._key = RequestKey(self.llm)
+        keys = self._key  # one private-attribute read: pydantic routes each through __getattr__
+        if keys is None or keys.llm is not self.llm:
+            keys = self._key = RequestKey(self.llm)
         try:
-            return call, self._key(call, self.namespace), ttl
+            return call, keys(call, self.namespace), ttl
         except Uncacheable:
             return call, None, None
 
@@ -208,14 +206,13 @@ class CachedLLM(WrapperLLM):
         if entry is None or not (entry.stream or self.replay_answer_as_stream):
             return None
         try:
-            chunks = entry.responses()
+            chunks = entry.responses(cache_hit=True)
         except CorruptEntry:
             return None
         if not entry.stream:  # a plain answer as one chunk: its delta is the whole text
             whole = chunks[0]
-            text = whole.message.content if isinstance(whole, ChatResponse) else whole.text
-            chunks = [whole.model_copy(update={"delta": text or ""})]
-        return [_marked(chunk) for chunk in chunks]
+            whole.delta = (whole.message.content if isinstance(whole, ChatResponse) else whole.text) or ""
+        return chunks
 
     # -- one-shot calls ----------------------------------------------------------------------------------------------
 
