@@ -6,6 +6,7 @@ import multiprocessing
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,38 +89,64 @@ def test_sqlite_refuses_damaged_foreign_and_newer_files(tmp_path: Path) -> None:
         SQLiteCache(newer)
 
 
-def _writer(path: str, worker: int, count: int) -> None:
-    cache = SQLiteCache(path)
+def _echo(messages: list[Any], kwargs: dict[str, Any]) -> str:
+    return f"answer to {messages[-1].content}"
+
+
+def _caller(path: str, worker: int, count: int) -> None:
+    """500 calls through CachedLLM on the shared file: half this worker's own prompts, half shared by all four."""
+    from llmkit import ChatMessage
+    from llmkit.providers.function import FunctionLLM
+
+    llm = FunctionLLM(chat_fn=_echo).with_cache(SQLiteCache(path))
     for i in range(count):
-        cache.set(f"w{worker}-{i}", f"value {worker} {i}".encode(), namespace=NS, ttl=None)
-        assert cache.get(f"w{worker}-{i // 2}", namespace=NS) == f"value {worker} {i // 2}".encode()
-        cache.get(f"w{(worker + 1) % 4}-{i}", namespace=NS)  # read what another process may be writing
+        prompt = f"own {worker} {i}" if i % 2 else f"shared {i}"
+        assert llm.chat([ChatMessage(content=prompt)]).message.content == f"answer to {prompt}"
 
 
 def test_four_processes_share_one_file_without_error_or_loss(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.sqlite")
     SQLiteCache(path).close()
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_writer, args=(path, w, 500)) for w in range(4)]
+    workers = [context.Process(target=_caller, args=(path, w, 500)) for w in range(4)]
     for process in workers:
         process.start()
     for process in workers:
         process.join(timeout=120)
     assert [p.exitcode for p in workers] == [0, 0, 0, 0]
-    cache = SQLiteCache(path)
-    assert cache.stats().entries == 2_000
-    assert all(cache.get(f"w{w}-{i}", namespace=NS) == f"value {w} {i}".encode() for w in range(4) for i in range(500))
+    assert SQLiteCache(path).stats().entries == 4 * 250 + 250  # every own prompt, and each shared one once
+    from llmkit import ChatMessage
+    from llmkit.providers.function import FunctionLLM
+
+    llm = FunctionLLM(chat_fn=_echo).with_cache(SQLiteCache(path))
+    for w in range(4):
+        for i in range(1, 500, 2):
+            response = llm.chat([ChatMessage(content=f"own {w} {i}")])
+            assert response.message.content == f"answer to own {w} {i}"
+            assert response.additional_kwargs["cache_hit"]  # nothing was lost: every answer comes from the file
 
 
 def _redis_client(url: str, worker: int) -> None:
+    """Answers its own prompt through CachedLLM, then waits until the other process's answer is a hit here."""
+    from llmkit import ChatMessage
     from llmkit.cache import RedisCache
+    from llmkit.providers.function import FunctionLLM
 
-    cache = RedisCache(url, prefix="llmkit:test-shared:")
-    cache.set(f"from-{worker}", str(worker).encode(), namespace=NS, ttl=None)
+    llm = FunctionLLM(chat_fn=_echo).with_cache(RedisCache(url, prefix="llmkit:test-shared:"))
+    assert "cache_hit" not in llm.chat([ChatMessage(content=f"from {worker}")]).additional_kwargs
     deadline = time.monotonic() + 20
-    while cache.get(f"from-{1 - worker}", namespace=NS) is None:  # each sees what the other wrote
+    while llm.cache.get(_key_of(llm, f"from {1 - worker}"), namespace=NS) is None:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    assert llm.chat([ChatMessage(content=f"from {1 - worker}")]).additional_kwargs["cache_hit"]
+
+
+def _key_of(llm: Any, prompt: str) -> str:
+    from llmkit import ChatMessage
+    from llmkit.cache.key import request_key
+    from llmkit.wrapper import LLMCall
+
+    return request_key(llm.llm, LLMCall.chat([ChatMessage(content=prompt)], {}), NS)
 
 
 def test_redis_is_shared_by_processes_and_expires_natively(redis_url: str) -> None:
