@@ -59,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     # errors
     "LLMError": "llmkit.errors",
     "ConfigurationError": "llmkit.errors",
+    "TemplateError": "llmkit.errors",
+    "OutputTypeError": "llmkit.errors",
+    "SerializationError": "llmkit.errors",
     "APIConnectionError": "llmkit.errors",
     "APITimeoutError": "llmkit.errors",
     "APIStatusError": "llmkit.errors",
@@ -123,10 +126,13 @@ if TYPE_CHECKING:
         NotFoundError,
         PermissionDeniedError,
         RateLimitError,
+        OutputTypeError,
         ResponseParseError,
+        SerializationError,
         ServerError,
         StreamError,
         StructuredOutputError,
+        TemplateError,
         ToolCallError,
     )
     from llmkit.llm import LLM, BaseLLM
