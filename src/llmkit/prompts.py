@@ -48,7 +48,7 @@ def _template_vars(template: str, where: str = "PromptTemplate") -> list[str]:
     This is the one parser of templates: every template is checked here when it is built, not when it is filled.
 
     Example:
-        >>> _template_vars("Answer as {\"city\": ...} about {topic}")  # doctest: +ELLIPSIS
+        >>> _template_vars('Answer as {"city": ...} about {topic}')  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
         llmkit.errors.TemplateError: PromptTemplate: '{"city": ...}' in ... is not a variable: escape literal ...
@@ -71,7 +71,7 @@ def _template_vars(template: str, where: str = "PromptTemplate") -> list[str]:
                 f"(e.g. {{topic}}, filled with topic=...), or {_FIX_BRACES}"
             )
         if not base.isidentifier():
-            raise TemplateError(f"{where}: {field} in {_excerpt(template)} is not a variable: {_FIX_BRACES}")
+            raise TemplateError(f"{where}: {field!r} in {_excerpt(template)} is not a variable: {_FIX_BRACES}")
         if conversion not in (None, "r", "s", "a"):
             raise TemplateError(f"{where}: {field} has an unknown conversion !{conversion} (use !r, !s or !a), or {_FIX_BRACES}")
         if format_spec and ("{" in format_spec or "}" in format_spec):
