@@ -174,3 +174,17 @@ def test_cli_schema_accepts_a_non_model_type(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == ["string"]
+
+
+class Tree(BaseModel):
+    value: int
+    children: list[Tree] = []
+
+
+def test_a_recursive_model_is_an_object_root_not_wrapped() -> None:
+    out = output_type(Tree)
+    assert not out.wrapped
+    assert out.schema["type"] == "object"
+    assert out.schema["properties"]["children"]["items"] == {"$ref": "#/$defs/Tree"}
+    answer = {"value": 1, "children": [{"value": 2}]}
+    assert _text_llm(answer).structured_predict(Tree, PROMPT, topic="x") == Tree.model_validate(answer)

@@ -64,6 +64,17 @@ def _is_object(schema: dict[str, Any]) -> bool:
     return schema.get("type") == "object"
 
 
+def _inline_root(schema: dict[str, Any]) -> dict[str, Any]:
+    """A recursive model's schema is only a ``$ref`` into ``$defs``: its definition becomes the root (an object, so
+    it needs no wrapping); ``$defs`` stays for the references inside it."""
+    ref, defs = schema.get("$ref"), schema.get("$defs") or {}
+    if set(schema) == {"$ref", "$defs"} and isinstance(ref, str) and ref.startswith("#/$defs/"):
+        target = defs.get(ref.removeprefix("#/$defs/"))
+        if isinstance(target, dict) and _is_object(target):
+            return {**target, "$defs": defs}
+    return schema
+
+
 def _wrap(schema: dict[str, Any]) -> dict[str, Any]:
     inner = dict(schema)
     defs = inner.pop("$defs", None)
@@ -90,7 +101,7 @@ class OutputType(Generic[T]):
             target = target.target
         try:
             self.adapter: TypeAdapter[T] = TypeAdapter(target)
-            schema = self.adapter.json_schema()
+            schema = _inline_root(self.adapter.json_schema())
         except (PydanticSchemaGenerationError, PydanticInvalidForJsonSchema, PydanticUserError, TypeError) as exc:
             # pydantic's first sentence says what failed; its advice (arbitrary_types_allowed...) is for model authors
             reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0]
