@@ -197,8 +197,13 @@ class BaseLLM(BaseModel, ABC):
     def _fresh_private(self) -> dict[str, Any]:
         from pydantic_core import PydanticUndefined
 
-        defaults = {name: attr.get_default() for name, attr in type(self).__private_attributes__.items()}
-        return {name: value for name, value in defaults.items() if value is not PydanticUndefined}
+        fresh: dict[str, Any] = {}
+        for name, attr in type(self).__private_attributes__.items():
+            if attr.default_factory is not None:
+                fresh[name] = attr.default_factory()
+            elif attr.default is not PydanticUndefined:
+                fresh[name] = copy.deepcopy(attr.default)
+        return fresh
 
     def _rebuild_runtime(self) -> None:
         """Rebuild the ``_runtime_fields`` after a copy or an unpickling (nothing by default)."""
