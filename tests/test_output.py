@@ -104,8 +104,12 @@ def test_a_bare_answer_for_a_non_object_type_is_accepted() -> None:
 
 
 @pytest.mark.parametrize(("target", "answer", "expected"), CASES, ids=IDS)
-@pytest.mark.parametrize("mode", [PydanticProgramMode.JSON_SCHEMA, PydanticProgramMode.FUNCTION, PydanticProgramMode.LLM])
-def test_mock_llm_gives_schema_valid_instances(mode: PydanticProgramMode, target: Any, answer: Any, expected: Any) -> None:
+@pytest.mark.parametrize(
+    "mode", [PydanticProgramMode.JSON_SCHEMA, PydanticProgramMode.FUNCTION, PydanticProgramMode.LLM]
+)
+def test_mock_llm_gives_schema_valid_instances(
+    mode: PydanticProgramMode, target: Any, answer: Any, expected: Any
+) -> None:
     llm = MockLLM(pydantic_program_mode=mode, responses=[json.dumps(answer)])
     result = llm.structured_predict(target, PROMPT, topic="x")
     assert output_type(target).adapter.validate_python(result) == result
@@ -124,7 +128,9 @@ def test_non_object_schemas_are_wrapped_for_services_that_want_an_object() -> No
     assert output_type(City).schema == City.model_json_schema()  # an object root is sent as it is
 
 
-@pytest.mark.parametrize("bad", [os.path, print, 3, "City", City(name="x")], ids=["module", "function", "int", "str", "instance"])
+@pytest.mark.parametrize(
+    "bad", [os.path, print, 3, "City", City(name="x")], ids=["module", "function", "int", "str", "instance"]
+)
 def test_an_unusable_output_cls_is_one_typed_error_before_any_call(bad: Any) -> None:
     llm = _text_llm({})
     with pytest.raises(OutputTypeError, match="output_cls must be a type pydantic can validate: a BaseModel or Root"):

@@ -36,7 +36,7 @@ def test_format_specs_attributes_and_conversions_work() -> None:
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ('Answer as {"city": ...}', 'escape literal braces as {{ and }}'),
+        ('Answer as {"city": ...}', "escape literal braces as {{ and }}"),
         ("JSON: { 'a': 1 }", "escape literal braces as {{ and }}"),
         ("Fill {} in", "is not supported: name the variable"),
         ("Fill {0} in", "positional {0} in"),
@@ -62,7 +62,7 @@ def test_missing_variable_names_it_and_how_to_pass_it() -> None:
     with pytest.raises(TemplateError, match=r"missing variable\(s\) 'audience': pass audience=\.\.\."):
         template.format(topic="cats")
     chat = ChatPromptTemplate.from_messages([("user", "{q}")])
-    with pytest.raises(TemplateError, match="pass q=..."):
+    with pytest.raises(TemplateError, match=r"pass q=\.\.\."):
         chat.format_messages()
 
 

@@ -23,7 +23,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
@@ -200,7 +200,8 @@ class BaseLLM(BaseModel, ABC):
         fresh: dict[str, Any] = {}
         for name, attr in type(self).__private_attributes__.items():
             if attr.default_factory is not None:
-                fresh[name] = attr.default_factory()
+                factory = cast("Callable[[], Any]", attr.default_factory)  # a private attribute's takes no data
+                fresh[name] = factory()
             elif attr.default is not PydanticUndefined:
                 fresh[name] = copy.deepcopy(attr.default)
         return fresh
@@ -779,7 +780,8 @@ class LLM(BaseLLM):
         steps = structured_steps(
             self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
         )
-        return run_steps(steps, self.chat)
+        result: Model = run_steps(steps, self.chat)
+        return result
 
     async def astructured_predict(
         self,
@@ -792,7 +794,8 @@ class LLM(BaseLLM):
         steps = structured_steps(
             self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
         )
-        return await arun_steps(steps, self.achat)
+        result: Model = await arun_steps(steps, self.achat)
+        return result
 
     def stream_structured_predict(
         self,

@@ -42,9 +42,7 @@ T = TypeVar("T")
 #: The key a non-object answer is wrapped in.
 VALUE_KEY = "value"
 
-ACCEPTED = (
-    "a BaseModel or RootModel subclass, a dataclass, a TypedDict, or a plain type such as int or list[str]"
-)
+ACCEPTED = "a BaseModel or RootModel subclass, a dataclass, a TypedDict, or a plain type such as int or list[str]"
 
 
 class FlexibleModel(BaseModel):
@@ -97,16 +95,17 @@ class OutputType(Generic[T]):
     """
 
     def __init__(self, target: Any) -> None:
-        if isinstance(target, OutputType):
-            target = target.target
+        self.target: Any = target.target if isinstance(target, OutputType) else target
+        target = self.target
         try:
             self.adapter: TypeAdapter[T] = TypeAdapter(target)
             schema = _inline_root(self.adapter.json_schema())
         except (PydanticSchemaGenerationError, PydanticInvalidForJsonSchema, PydanticUserError, TypeError) as exc:
             # pydantic's first sentence says what failed; its advice (arbitrary_types_allowed...) is for model authors
             reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0]
-            raise OutputTypeError(f"output_cls must be a type pydantic can validate: {ACCEPTED}; got {target!r} ({reason})") from exc
-        self.target = target
+            raise OutputTypeError(
+                f"output_cls must be a type pydantic can validate: {ACCEPTED}; got {target!r} ({reason})"
+            ) from exc
         self.name = _name(target, schema)
         #: Whether answers are asked for as ``{"value": ...}`` (the type's schema is not an object).
         self.wrapped = not _is_object(schema)

@@ -58,12 +58,14 @@ def _template_vars(template: str, where: str = "PromptTemplate") -> list[str]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:  # "Single '}' encountered", "unmatched '{'", "expected '}' before end of string"
-        raise TemplateError(f"{where}: the template {_excerpt(template)} has a stray brace ({exc}): {_FIX_BRACES}") from exc
+        raise TemplateError(
+            f"{where}: the template {_excerpt(template)} has a stray brace ({exc}): {_FIX_BRACES}"
+        ) from exc
     names: list[str] = []
     for _, field_name, format_spec, conversion in parsed:
         if field_name is None:
             continue
-        field = "{" + field_name + (f"!{conversion}" if conversion else "") + (f":{format_spec}" if format_spec else "") + "}"
+        field = f"{{{field_name}{'!' + conversion if conversion else ''}{':' + format_spec if format_spec else ''}}}"
         base = re.split(r"[.\[]", field_name, maxsplit=1)[0]
         if field_name == "" or base.isdigit():
             raise TemplateError(
@@ -73,7 +75,9 @@ def _template_vars(template: str, where: str = "PromptTemplate") -> list[str]:
         if not base.isidentifier():
             raise TemplateError(f"{where}: {field!r} in {_excerpt(template)} is not a variable: {_FIX_BRACES}")
         if conversion not in (None, "r", "s", "a"):
-            raise TemplateError(f"{where}: {field} has an unknown conversion !{conversion} (use !r, !s or !a), or {_FIX_BRACES}")
+            raise TemplateError(
+                f"{where}: {field} has an unknown conversion !{conversion} (use !r, !s or !a), or {_FIX_BRACES}"
+            )
         if format_spec and ("{" in format_spec or "}" in format_spec):
             raise TemplateError(
                 f"{where}: {field} nests a replacement field in its format spec, which is not supported: "

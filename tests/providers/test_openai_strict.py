@@ -27,7 +27,8 @@ def assert_strict_valid(schema: dict[str, Any]) -> None:
     """OpenAI's rules for ``strict: true`` (structured outputs guide, "Supported schemas"): an object root that is
     not ``anyOf``; every object has ``additionalProperties: false`` and lists every property in ``required``; only
     supported keywords; every ``$ref`` points into ``$defs`` (or is ``#``)."""
-    assert schema.get("type") == "object" and "anyOf" not in schema, "the root must be an object"
+    assert schema.get("type") == "object", "the root must be an object"
+    assert "anyOf" not in schema, "the root must not be anyOf"
     defs = schema.get("$defs", {})
 
     def walk(node: Any, where: str) -> None:
@@ -150,7 +151,9 @@ def test_request_is_strict_valid_and_nulls_for_optional_fields_parse_back(server
               "friends": [{"name": "Bo", "phone": None}], "born": None, "mood": "wild"}  # fmt: skip
     server.outputs.append(json.dumps(answer))
     pet = llm.structured_predict(Pet, PROMPT, topic="a dog")
-    assert pet == Pet(name="Rex", kind=Kind.DOG, age=1, owner=Owner(name="Ada"), friends=[Owner(name="Bo")], mood="wild")
+    assert pet == Pet(
+        name="Rex", kind=Kind.DOG, age=1, owner=Owner(name="Ada"), friends=[Owner(name="Bo")], mood="wild"
+    )
     sent = server.requests[-1].json()["response_format"]
     assert sent["type"] == "json_schema"
     assert sent["json_schema"]["strict"] is True

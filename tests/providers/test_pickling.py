@@ -80,7 +80,9 @@ async def _round_trips(llm: LLM, secret: str | None) -> None:
     await _use(llm)  # the original is untouched
 
 
-async def test_openai_with_key_from_environment(openai_server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_openai_with_key_from_environment(
+    openai_server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
     llm = OpenAI(model="m", api_base=openai_server.url, allow_insecure_http=True)
     await _round_trips(llm, OPENAI_KEY)
@@ -98,7 +100,8 @@ def test_a_key_given_in_code_is_never_pickled() -> None:
     assert OPENAI_KEY not in str(info.value)
     assert isinstance(info.value, TypeError)  # what pickle's callers (multiprocessing...) expect for "cannot pickle"
     clone = copy.deepcopy(llm)  # a deep copy stays in the process: it keeps the key
-    assert clone.api_key is not None and clone.api_key.get_secret_value() == OPENAI_KEY
+    assert clone.api_key is not None
+    assert clone.api_key.get_secret_value() == OPENAI_KEY
 
 
 def test_unpickling_without_the_environment_variable_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +125,9 @@ def test_secret_headers_are_redacted_in_repr_and_refused_by_pickle() -> None:
 
 
 @pytest.mark.parametrize("adapter", [False, True], ids=["base-model", "adapter"])
-async def test_gradient(gradient: gradient_server.GradientServer, monkeypatch: pytest.MonkeyPatch, adapter: bool) -> None:
+async def test_gradient(
+    gradient: gradient_server.GradientServer, monkeypatch: pytest.MonkeyPatch, adapter: bool
+) -> None:
     monkeypatch.setenv("GRADIENT_ACCESS_TOKEN", gradient_server.TOKEN)
     monkeypatch.setenv("GRADIENT_WORKSPACE_ID", gradient_server.WORKSPACE)
     llm: LLM = (
