@@ -572,8 +572,8 @@ def chat_request_body(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model, "messages": [to_openai_message(m) for m in request.messages]}
     body.update(tools_body(params.pop("tools", None), params.pop("tool_choice", None)))
     spec = params.pop("json_schema", None)
-    if spec is not None:
-        body["response_format"] = response_format(spec)
+    if spec is not None:  # as the client wrote it: the inverse is exact (a provider applies the strict rules)
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
     body.update(params)
     if request.stream:
         body["stream"] = True
