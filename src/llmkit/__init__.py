@@ -60,6 +60,9 @@ _EXPORTS: dict[str, str] = {
     # errors
     "LLMError": "llmkit.errors",
     "ConfigurationError": "llmkit.errors",
+    "TemplateError": "llmkit.errors",
+    "OutputTypeError": "llmkit.errors",
+    "SerializationError": "llmkit.errors",
     "APIConnectionError": "llmkit.errors",
     "APITimeoutError": "llmkit.errors",
     "APIStatusError": "llmkit.errors",
@@ -125,12 +128,15 @@ if TYPE_CHECKING:
         JobFailedError,
         LLMError,
         NotFoundError,
+        OutputTypeError,
         PermissionDeniedError,
         RateLimitError,
         ResponseParseError,
+        SerializationError,
         ServerError,
         StreamError,
         StructuredOutputError,
+        TemplateError,
         ToolCallError,
     )
     from llmkit.llm import LLM, BaseLLM

@@ -87,6 +87,14 @@ class TokenCountingHandler(CallbackHandler):
         self.calls = 0
         self.unknown_usage_calls = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The counts travel with a pickled or deep-copied LLM; the lock is per object.
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmkit.errors import ConfigurationError, LLMError
+from llmkit.errors import ConfigurationError, LLMError, OutputTypeError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -119,9 +119,15 @@ def _load_schema(spec: str) -> Any:
     except Exception as exc:  # the user's module may fail to import in any way: report it in one line
         raise ConfigurationError(f"cannot import {module_name!r} for --schema: {type(exc).__name__}: {exc}") from exc
     try:
-        return getattr(module, attr)
+        target = getattr(module, attr)
     except AttributeError as exc:
         raise ConfigurationError(f"--schema: module {module_name!r} has no {attr!r}") from exc
+    from llmkit.output import output_type
+
+    try:
+        return output_type(target)
+    except OutputTypeError as exc:
+        raise OutputTypeError(f"--schema {spec}: {exc}") from exc
 
 
 def _answer(llm: Any, messages: list[Any], as_json: bool) -> str:
@@ -183,7 +189,7 @@ def _chat(args: argparse.Namespace) -> int:
             raise ConfigurationError("--schema needs a prompt")
         output_cls = _load_schema(args.schema)
         result = llm.structured_predict(output_cls, PromptTemplate("{text}"), text=args.prompt)
-        print(result.model_dump_json(indent=2))
+        print(output_cls.dump_json(result, indent=2))
         return 0
     if args.prompt is None:
         if not sys.stdin.isatty():

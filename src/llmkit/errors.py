@@ -26,6 +26,20 @@ class UsageError(LLMError, RuntimeError):
     """The API was used in a way that cannot work (e.g. a second call from a thread whose stream is still open)."""
 
 
+class TemplateError(ConfigurationError):
+    """A prompt template that cannot be parsed or filled (stray braces, a positional ``{}``, a missing variable);
+    the message says what to change."""
+
+
+class OutputTypeError(ConfigurationError, TypeError):
+    """An ``output_cls`` that structured output cannot use; the message names the accepted types."""
+
+
+class SerializationError(UsageError, TypeError):
+    """An LLM that cannot be pickled (e.g. it holds a key given in code, which a pickle would store in clear);
+    the message names the fix."""
+
+
 class APIConnectionError(LLMError):
     """The service could not be reached (refused, reset, DNS, TLS)."""
 

@@ -18,17 +18,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import copy
+import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from llmkit._steps import arun_steps, run_steps
 from llmkit.callbacks import CallbackManager, LLMEvent
 from llmkit.capabilities import Capabilities
-from llmkit.errors import ToolCallError, configuration_error
+from llmkit.errors import ConfigurationError, SerializationError, ToolCallError, configuration_error
 from llmkit.prompts import BasePromptTemplate
 from llmkit.prompts import completion_to_prompt as default_completion_to_prompt
 from llmkit.prompts import messages_to_prompt as default_messages_to_prompt
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from llmkit.structured_llm import StructuredLLM
     from llmkit.tools import AgentChatResponse
 
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model")
 R = TypeVar("R", ChatResponse, CompletionResponse)
 
 ChatResponseGen = Generator[ChatResponse, None, None]
@@ -97,6 +100,14 @@ class BaseLLM(BaseModel, ABC):
 
     callback_manager: CallbackManagerField = Field(default_factory=CallbackManager, exclude=True)
 
+    #: Secret fields that may come from the environment: field -> the variables read (first set wins).
+    _secret_env: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Private attributes worth keeping in a pickle or a deep copy; the others are runtime state (transports, locks,
+    #: loaded models, caches), rebuilt lazily on first use.
+    _kept_private: ClassVar[frozenset[str]] = frozenset()
+    #: Fields that are runtime state too (a router's shared state): not copied, rebuilt by ``_rebuild_runtime``.
+    _runtime_fields: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self, /, **data: Any) -> None:
         """Validate the settings: any mistake is one :class:`~llmkit.errors.ConfigurationError` naming the fix,
         never pydantic's error with the values given (a key among them)."""
@@ -106,6 +117,105 @@ class BaseLLM(BaseModel, ABC):
             super().__init__(**data)
         except ValidationError as exc:
             raise configuration_error(type(self), exc) from None
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # Copies, pickles and repr: runtime state is rebuilt, secrets never leave the process in clear.
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling keeps the settings and drops runtime state (rebuilt lazily after loading).
+
+        A pickle never holds a secret in clear: a key that came from the environment (``_secret_env``, e.g.
+        ``OPENAI_API_KEY``) is left out and read from the environment again when the pickle is loaded (a
+        :class:`~llmkit.errors.ConfigurationError` there if it is not set); a key given in code, or a secret-looking
+        header or setting (``Authorization``, ``*key*``, ``*token*``, ``*secret*``, ``cookie``), makes pickling fail
+        with a :class:`~llmkit.errors.SerializationError` naming the fix, rather than be written to disk or a queue.
+        """
+        state = super().__getstate__()
+        fields = {name: value for name, value in state["__dict__"].items() if name not in self._runtime_fields}
+        from_env: list[str] = []
+        for name, value in fields.items():
+            if isinstance(value, SecretStr):
+                variables = self._secret_env.get(name, ())
+                if any(os.environ.get(v) == value.get_secret_value() for v in variables):
+                    fields[name] = None
+                    from_env.append(name)
+                else:
+                    where = f"the environment variable {variables[0]}" if variables else "the environment"
+                    raise SerializationError(
+                        f"{type(self).__name__}'s {name} was given in code, and a pickle would store it in clear: "
+                        f"put it in {where} and build the LLM without {name}= (the pickle then reads it from there), "
+                        "or build the LLM again where it is needed"
+                    )
+            elif isinstance(value, dict) and (names := _secret_names(value)):
+                raise SerializationError(
+                    f"{type(self).__name__}.{name} holds {', '.join(map(repr, names))}, which look like secrets a "
+                    "pickle would store in clear: build the LLM again where it is needed (keys from the environment "
+                    "can be pickled)"
+                )
+        private = state.get("__pydantic_private__") or {}
+        return {
+            **state,
+            "__dict__": fields,
+            "__pydantic_private__": {k: v for k, v in private.items() if k in self._kept_private},
+            "llmkit_secrets_from_env": from_env,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        fields = dict(state["__dict__"])
+        for name in state.pop("llmkit_secrets_from_env", []):
+            variables = self._secret_env.get(name, ())
+            value = next((os.environ[v] for v in variables if os.environ.get(v)), None)
+            if value is None:
+                raise ConfigurationError(
+                    f"{type(self).__name__} was pickled without its {name} (a pickle never holds a secret): "
+                    f"set {' or '.join(variables)} in this process"
+                )
+            fields[name] = SecretStr(value)
+        fields.update(dict.fromkeys(self._runtime_fields))
+        state["__dict__"] = fields
+        state["__pydantic_private__"] = {**self._fresh_private(), **(state.get("__pydantic_private__") or {})}
+        super().__setstate__(state)
+        self._rebuild_runtime()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> BaseLLM:
+        """A deep copy shares no runtime state (transport, locks, loaded model handle): the copy rebuilds its own."""
+        memo = {} if memo is None else memo
+        cls = type(self)
+        clone = cls.__new__(cls)
+        memo[id(self)] = clone
+        values = {k: v for k, v in self.__dict__.items() if k not in self._runtime_fields}
+        fields = {**copy.deepcopy(values, memo), **dict.fromkeys(self._runtime_fields)}
+        object.__setattr__(clone, "__dict__", fields)
+        object.__setattr__(clone, "__pydantic_extra__", copy.deepcopy(self.__pydantic_extra__, memo))
+        object.__setattr__(clone, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        private = self.__pydantic_private__ or {}
+        kept = {k: copy.deepcopy(v, memo) for k, v in private.items() if k in self._kept_private}
+        object.__setattr__(clone, "__pydantic_private__", {**clone._fresh_private(), **kept})
+        clone._rebuild_runtime()
+        return clone
+
+    def _fresh_private(self) -> dict[str, Any]:
+        from pydantic_core import PydanticUndefined
+
+        fresh: dict[str, Any] = {}
+        for name, attr in type(self).__private_attributes__.items():
+            if attr.default_factory is not None:
+                factory = cast("Callable[[], Any]", attr.default_factory)  # a private attribute's takes no data
+                fresh[name] = factory()
+            elif attr.default is not PydanticUndefined:
+                fresh[name] = copy.deepcopy(attr.default)
+        return fresh
+
+    def _rebuild_runtime(self) -> None:
+        """Rebuild the ``_runtime_fields`` after a copy or an unpickling (nothing by default)."""
+
+    def __repr_args__(self) -> Any:
+        # Secret-looking entries of dict settings (default_headers, additional_kwargs) are shown redacted.
+        for name, value in super().__repr_args__():
+            if isinstance(value, dict) and _secret_names(value):
+                value = {k: "**********" if _SECRET_NAME.search(str(k)) else v for k, v in value.items()}
+            yield name, value
 
     @classmethod
     def class_name(cls) -> str:
@@ -282,6 +392,13 @@ class _NoEvent(_Event):
 
 _NO_EVENT = _NoEvent(None, None)
 
+#: Names of headers and settings whose values are secrets.
+_SECRET_NAME = re.compile(r"authorization|key|token|secret|cookie|password|credential", re.IGNORECASE)
+
+
+def _secret_names(values: dict[Any, Any]) -> list[str]:
+    return [k for k, v in values.items() if isinstance(k, str) and isinstance(v, str) and v and _SECRET_NAME.search(k)]
+
 
 class LLM(BaseLLM):
     """The main class for interacting with language models.
@@ -305,6 +422,7 @@ class LLM(BaseLLM):
     pydantic_program_mode: SkipJsonSchema[PydanticProgramMode] = PydanticProgramMode.DEFAULT
 
     _refused_modes: set[PydanticProgramMode] = PrivateAttr(default_factory=set)
+    _kept_private: ClassVar[frozenset[str]] = frozenset({"_refused_modes"})  # what the service refused stays known
 
     @classmethod
     def class_name(cls) -> str:
@@ -646,6 +764,9 @@ class LLM(BaseLLM):
     ) -> Model:
         """Structured predict: an instance of ``output_cls``, validated (see :mod:`llmkit.structured`).
 
+        ``output_cls`` is anything pydantic's ``TypeAdapter`` accepts (a model, ``RootModel``, dataclass,
+        ``TypedDict``, ``int``, ``list[str]``...); anything else is an :class:`~llmkit.errors.OutputTypeError`.
+
         Example:
             >>> from pydantic import BaseModel
             >>> from llmkit import MockLLM, PromptTemplate
@@ -654,11 +775,14 @@ class LLM(BaseLLM):
             >>> prompt = PromptTemplate("Please predict a Test with a random name related to {topic}.")
             >>> MockLLM().structured_predict(Test, prompt, topic="cats")
             Test(name='string')
+            >>> MockLLM().structured_predict(list[int], prompt, topic="cats")
+            [0]
         """
         steps = structured_steps(
             self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
         )
-        return run_steps(steps, self.chat)
+        result: Model = run_steps(steps, self.chat)
+        return result
 
     async def astructured_predict(
         self,
@@ -671,7 +795,8 @@ class LLM(BaseLLM):
         steps = structured_steps(
             self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
         )
-        return await arun_steps(steps, self.achat)
+        result: Model = await arun_steps(steps, self.achat)
+        return result
 
     def stream_structured_predict(
         self,
@@ -702,7 +827,7 @@ class LLM(BaseLLM):
         chunks = await self.astream_chat(messages, **kwargs, **(llm_kwargs or {}))
         return aiter_partials(chunks, output_cls, mode)
 
-    def as_structured_llm(self, output_cls: type[BaseModel], **kwargs: Any) -> StructuredLLM:
+    def as_structured_llm(self, output_cls: Any, **kwargs: Any) -> StructuredLLM:
         """Return a structured LLM around a given object: its chat replies carry an ``output_cls`` instance."""
         from llmkit.structured_llm import StructuredLLM
 

@@ -11,13 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from llmkit.errors import ConfigurationError
+from llmkit.errors import TemplateError
 from llmkit.types import ChatMessage, MessageRole
 
 
@@ -33,19 +34,75 @@ def completion_to_prompt(completion: str) -> str:
     return completion
 
 
-def _template_vars(template: str) -> list[str]:
+_FIX_BRACES = "escape literal braces as {{ and }}"
+
+
+def _excerpt(template: str) -> str:
+    return repr(template if len(template) <= 80 else template[:77] + "...")
+
+
+def _template_vars(template: str, where: str = "PromptTemplate") -> list[str]:
+    """The variables of ``template``, in order; a :class:`~llmkit.errors.TemplateError` naming the fix for anything
+    ``str.format`` would fail on or misread (stray braces, a positional ``{}``, JSON written with single braces).
+
+    This is the one parser of templates: every template is checked here when it is built, not when it is filled.
+
+    Example:
+        >>> _template_vars('Answer as {"city": ...} about {topic}')  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        llmkit.errors.TemplateError: PromptTemplate: '{"city": ...}' in ... is not a variable: escape literal ...
+        >>> _template_vars('Answer as {{"city": ...}} about {topic}')
+        ['topic']
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:  # "Single '}' encountered", "unmatched '{'", "expected '}' before end of string"
+        raise TemplateError(
+            f"{where}: the template {_excerpt(template)} has a stray brace ({exc}): {_FIX_BRACES}"
+        ) from exc
     names: list[str] = []
-    for _, field_name, _, _ in string.Formatter().parse(template):
-        if field_name is not None and field_name and field_name not in names:
-            names.append(field_name.split(".")[0].split("[")[0])
+    for _, field_name, format_spec, conversion in parsed:
+        if field_name is None:
+            continue
+        field = f"{{{field_name}{'!' + conversion if conversion else ''}{':' + format_spec if format_spec else ''}}}"
+        base = re.split(r"[.\[]", field_name, maxsplit=1)[0]
+        if field_name == "" or base.isdigit():
+            raise TemplateError(
+                f"{where}: positional {field} in {_excerpt(template)} is not supported: name the variable "
+                f"(e.g. {{topic}}, filled with topic=...), or {_FIX_BRACES}"
+            )
+        if not base.isidentifier():
+            raise TemplateError(f"{where}: {field!r} in {_excerpt(template)} is not a variable: {_FIX_BRACES}")
+        if conversion not in (None, "r", "s", "a"):
+            raise TemplateError(
+                f"{where}: {field} has an unknown conversion !{conversion} (use !r, !s or !a), or {_FIX_BRACES}"
+            )
+        if format_spec and ("{" in format_spec or "}" in format_spec):
+            raise TemplateError(
+                f"{where}: {field} nests a replacement field in its format spec, which is not supported: "
+                f"fill the spec in the value itself, or {_FIX_BRACES}"
+            )
+        if base not in names:
+            names.append(base)
     return names
 
 
 def _format(template: str, variables: dict[str, Any], where: str) -> str:
-    missing = [name for name in _template_vars(template) if name not in variables]
+    missing = [name for name in _template_vars(template, where) if name not in variables]
     if missing:
-        raise ConfigurationError(f"{where} needs the variable(s) {', '.join(map(repr, missing))}, which were not given")
-    return template.format(**variables)
+        passes = ", ".join(f"{name}=..." for name in missing)
+        raise TemplateError(
+            f"{where}: missing variable(s) {', '.join(map(repr, missing))}: pass {passes} "
+            f"(to format or partial_format), or {_FIX_BRACES} if they are meant literally"
+        )
+    try:
+        return template.format(**variables)
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+        # A format spec that does not suit the value ({n:d} with a string), or {a.b}/{a[k]} that the value lacks.
+        raise TemplateError(
+            f"{where}: the template {_excerpt(template)} could not be filled: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class BasePromptTemplate(BaseModel):
@@ -82,7 +139,7 @@ class PromptTemplate(BasePromptTemplate):
     template: str
 
     def __init__(self, template: str, **data: Any) -> None:
-        data.setdefault("template_vars", _template_vars(template))
+        data.setdefault("template_vars", _template_vars(template, "PromptTemplate"))
         super().__init__(template=template, **data)
 
     def format(self, **variables: Any) -> str:
@@ -109,7 +166,7 @@ class ChatPromptTemplate(BasePromptTemplate):
     def __init__(self, message_templates: Sequence[ChatMessage], **data: Any) -> None:
         names: list[str] = []
         for message in message_templates:
-            names.extend(v for v in _template_vars(message.content or "") if v not in names)
+            names.extend(v for v in _template_vars(message.content or "", "ChatPromptTemplate") if v not in names)
         data.setdefault("template_vars", names)
         super().__init__(message_templates=list(message_templates), **data)
 

@@ -1,4 +1,7 @@
-"""Structured output: a pydantic class in, a validated instance out, by the strongest mode the model supports.
+"""Structured output: a type in, a validated instance out, by the strongest mode the model supports.
+
+The type (``output_cls``) is anything pydantic's ``TypeAdapter`` accepts: a model, a ``RootModel``, a dataclass, a
+``TypedDict``, ``int``, ``list[str]``...; :mod:`llmkit.output` adapts it, once, for every mode.
 
 Modes, strongest first (what ``DEFAULT`` tries):
 
@@ -31,17 +34,20 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import ValidationError
 from pydantic_core import from_json
 
 from llmkit._steps import Steps
 from llmkit.errors import BadRequestError, StructuredOutputError
+from llmkit.output import FlexibleModel as FlexibleModel  # re-exported: partial objects' base
+from llmkit.output import OutputType, output_type
+from llmkit.output import partial_model as partial_model
 from llmkit.types import ChatMessage, ChatResponse, MessageRole, TextBlock
 
 if TYPE_CHECKING:
     from llmkit.llm import LLM
 
-Model = TypeVar("Model", bound=BaseModel)
+Model = TypeVar("Model")
 
 DEFAULT_MAX_REASKS = 2
 
@@ -71,28 +77,13 @@ MODE_PREFERENCE = (
 )
 
 
-class FlexibleModel(BaseModel):
-    """Base of the partial objects streamed before the output is complete: every field optional, extras allowed."""
+def schema_spec(output_cls: Any) -> dict[str, Any]:
+    """The generic structured-output request a provider translates: name, JSON schema (an object), strictness.
 
-    model_config = ConfigDict(extra="allow")
-
-
-_partial_models: dict[type[BaseModel], type[BaseModel]] = {}
-
-
-def partial_model(output_cls: type[BaseModel]) -> type[BaseModel]:
-    """A lenient twin of ``output_cls`` (every field optional and untyped) for partial streamed objects."""
-    cached = _partial_models.get(output_cls)
-    if cached is None:
-        fields: dict[str, Any] = dict.fromkeys(output_cls.model_fields, (Any, None))
-        cached = create_model(f"Partial{output_cls.__name__}", __base__=FlexibleModel, **fields)
-        _partial_models[output_cls] = cached
-    return cached
-
-
-def schema_spec(output_cls: type[BaseModel]) -> dict[str, Any]:
-    """The generic structured-output request a provider translates: name, JSON schema, strictness."""
-    return {"name": output_cls.__name__, "schema": output_cls.model_json_schema(), "strict": True}
+    ``strict`` asks for strict enforcement where the service can give it; a wire format with rules of its own
+    (OpenAI's strict mode) rewrites the schema to them, or drops ``strict`` when the schema cannot follow them."""
+    out = output_type(output_cls)
+    return {"name": out.name, "schema": out.schema, "strict": True}
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
@@ -129,9 +120,9 @@ def parse_partial(text: str) -> Any:
         return None
 
 
-def validate_output(output_cls: type[Model], raw: str) -> Model:
+def validate_output(output_cls: Any, raw: str) -> Any:
     """Parse ``raw`` and validate it as ``output_cls``; ``ValueError``/``ValidationError`` when it does not fit."""
-    return output_cls.model_validate(extract_json(raw, want=dict))
+    return output_type(output_cls).parse(raw)
 
 
 def tool_arguments(response: ChatResponse) -> str | None:
@@ -143,25 +134,33 @@ def tool_arguments(response: ChatResponse) -> str | None:
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
-def _function_tool(output_cls: type[BaseModel]) -> Any:
+def _function_tool(output_cls: Any) -> Any:
     from llmkit.tools import ToolMetadata
 
-    doc = (output_cls.__doc__ or "").strip() or f"Return a {output_cls.__name__}."
-    return ToolMetadata(name=output_cls.__name__, description=doc, fn_schema=output_cls)
+    out = output_type(output_cls)
+
+    class OutputTool(ToolMetadata):
+        # The arguments are the output type's (object) schema, whatever the type is.
+        def get_parameters_dict(self) -> dict[str, Any]:
+            schema = dict(out.schema)
+            schema.pop("title", None)
+            return schema
+
+    return OutputTool(name=out.name, description=out.description or f"Return a {out.name}.")
 
 
-def mode_kwargs(mode: PydanticProgramMode, output_cls: type[BaseModel]) -> dict[str, Any]:
+def mode_kwargs(mode: PydanticProgramMode, output_cls: Any) -> dict[str, Any]:
     """The generic chat kwargs that ask for ``mode``."""
     if mode in (PydanticProgramMode.JSON_SCHEMA, PydanticProgramMode.GRAMMAR):
         return {"json_schema": schema_spec(output_cls)}
     if mode is PydanticProgramMode.FUNCTION:
-        return {"tools": [_function_tool(output_cls)], "tool_choice": output_cls.__name__}
+        return {"tools": [_function_tool(output_cls)], "tool_choice": output_type(output_cls).name}
     return {}
 
 
-def schema_instruction(output_cls: type[BaseModel]) -> str:
+def schema_instruction(output_cls: Any) -> str:
     """The instruction LLM mode appends to the prompt."""
-    schema = json.dumps(output_cls.model_json_schema())
+    schema = json.dumps(output_type(output_cls).schema)
     return (
         "Answer with a single JSON object that conforms to this JSON schema, and nothing else "
         f"(no prose, no code fences):\n{schema}"
@@ -200,13 +199,14 @@ def candidate_modes(llm: LLM, requested: PydanticProgramMode) -> list[PydanticPr
 
 def structured_steps(
     llm: LLM,
-    output_cls: type[Model],
+    output_cls: Any,
     messages: Sequence[ChatMessage],
     mode: PydanticProgramMode,
     llm_kwargs: dict[str, Any],
     max_reasks: int = DEFAULT_MAX_REASKS,
-) -> Steps[Model]:
+) -> Steps[Any]:
     """The structured-prediction conversation, written once for the sync and async drivers."""
+    output_cls = output_type(output_cls)  # an unusable type fails here, before any request
     modes = candidate_modes(llm, mode)
     refused: list[PydanticProgramMode] = []  # modes answered with a 400, remembered once another mode gets through
     for position, current in enumerate(modes):
@@ -249,24 +249,15 @@ def structured_steps(
             ]
         else:
             raise StructuredOutputError(
-                f"The model's output did not validate as {output_cls.__name__} after {max_reasks} re-ask(s)",
+                f"The model's output did not validate as {output_cls.name} after {max_reasks} re-ask(s)",
                 raw=raw,
                 errors=errors,
             )
     raise AssertionError("unreachable: the LLM mode never breaks out")  # pragma: no cover
 
 
-def _partial_object(output_cls: type[Model], value: Any) -> BaseModel | None:
-    if not isinstance(value, dict):
-        return None
-    try:
-        return output_cls.model_validate(value)
-    except ValidationError:
-        return partial_model(output_cls).model_validate(value)
-
-
 def stream_request(
-    llm: LLM, output_cls: type[BaseModel], messages: Sequence[ChatMessage], mode: PydanticProgramMode
+    llm: LLM, output_cls: Any, messages: Sequence[ChatMessage], mode: PydanticProgramMode
 ) -> tuple[PydanticProgramMode, list[ChatMessage], dict[str, Any]]:
     """The first candidate mode for a streamed structured request, with its messages and kwargs."""
     current = candidate_modes(llm, mode)[0]
@@ -277,9 +268,10 @@ def stream_request(
 
 
 def iter_partials(
-    chunks: Iterator[ChatResponse], output_cls: type[Model], mode: PydanticProgramMode
-) -> Iterator[Model | FlexibleModel]:
+    chunks: Iterator[ChatResponse], output_cls: Any, mode: PydanticProgramMode
+) -> Iterator[Any]:
     """Partial objects from a chat stream; the last one is validated as ``output_cls`` (or raises)."""
+    out = output_type(output_cls)
     raw = ""
     last_seen: Any = None
     for chunk in chunks:
@@ -287,16 +279,17 @@ def iter_partials(
         value = parse_partial(raw)
         if value is not None and value != last_seen:
             last_seen = value
-            partial = _partial_object(output_cls, value)
+            partial = out.partial(value)
             if partial is not None:
-                yield partial  # type: ignore[misc]
-    yield _final(output_cls, raw)
+                yield partial
+    yield _final(out, raw)
 
 
 async def aiter_partials(
-    chunks: AsyncIterator[ChatResponse], output_cls: type[Model], mode: PydanticProgramMode
-) -> AsyncGenerator[Model | FlexibleModel, None]:
+    chunks: AsyncIterator[ChatResponse], output_cls: Any, mode: PydanticProgramMode
+) -> AsyncGenerator[Any, None]:
     """Async :func:`iter_partials`."""
+    out = output_type(output_cls)
     raw = ""
     last_seen: Any = None
     async for chunk in chunks:
@@ -304,18 +297,18 @@ async def aiter_partials(
         value = parse_partial(raw)
         if value is not None and value != last_seen:
             last_seen = value
-            partial = _partial_object(output_cls, value)
+            partial = out.partial(value)
             if partial is not None:
-                yield partial  # type: ignore[misc]
-    yield _final(output_cls, raw)
+                yield partial
+    yield _final(out, raw)
 
 
-def _final(output_cls: type[Model], raw: str) -> Model:
+def _final(out: OutputType[Any], raw: str) -> Any:
     try:
-        return validate_output(output_cls, raw)
+        return out.parse(raw)
     except ValidationError as exc:
         raise StructuredOutputError(
-            f"The streamed output did not validate as {output_cls.__name__}",
+            f"The streamed output did not validate as {out.name}",
             raw=raw,
             errors=exc.errors(include_url=False),
         ) from exc

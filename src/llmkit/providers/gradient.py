@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -188,6 +188,8 @@ class _BaseGradientLLM(HTTPLLM):
     is_chat_model: bool = Field(default=False, description="Whether the model is a chat model.")
     max_tokens: int | None = Field(default=None, gt=0, lt=512, description="The number of tokens to generate.")
 
+    #: A pickle never holds the token: one from the environment is read from it again when the pickle is loaded.
+    _secret_env: ClassVar[dict[str, tuple[str, ...]]] = {"access_token": ("GRADIENT_ACCESS_TOKEN",)}
     _model_id: str | None = PrivateAttr(default=None)
     _resolve_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[str]] = PrivateAttr(

@@ -41,7 +41,7 @@ from llmkit.transport import RetryPolicy
 from llmkit.transport.errors import error_for_status
 from llmkit.transport.retry import Retrying
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata
-from llmkit.wire.openai import ChatStreamParser, parse_chat, to_openai_message, tools_body
+from llmkit.wire.openai import ChatStreamParser, parse_chat, response_format, to_openai_message, tools_body
 
 DEFAULT_TEMPERATURE = 0.1
 DEFAULT_CONTEXT_WINDOW = 3900
@@ -213,7 +213,7 @@ class LiteLLM(LLM):
         call.update(tools_body(kwargs.pop("tools", None), kwargs.pop("tool_choice", None)))
         spec = kwargs.pop("json_schema", None)
         if spec is not None:
-            call["response_format"] = {"type": "json_schema", "json_schema": spec}
+            call["response_format"] = response_format(spec)  # OpenAI's strict rules, which litellm passes on
         call.update(kwargs)
         return call
 

@@ -220,6 +220,10 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
 class OpenAI(OpenAILike):
     """The OpenAI API. ``api_key`` defaults to ``OPENAI_API_KEY``, ``api_base`` to ``OPENAI_BASE_URL``.
 
+    Pickles and deep copies keep the settings, not the connection pools. A pickle never holds the key: one read from
+    ``OPENAI_API_KEY`` is read from it again when the pickle is loaded; one given in code makes pickling fail with a
+    :class:`~llmkit.errors.SerializationError` (see :meth:`~llmkit.llm.BaseLLM.__getstate__`).
+
     Example:
         >>> llm = OpenAI(model="gpt-4o-mini", api_key="sk-test")
         >>> llm.metadata.is_function_calling_model
@@ -228,6 +232,7 @@ class OpenAI(OpenAILike):
 
     api_base: str = Field(default_factory=lambda: os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1")
     is_function_calling_model: bool = True
+    _secret_env: ClassVar[dict[str, tuple[str, ...]]] = {"api_key": ("OPENAI_API_KEY",)}
     context_window: int = 128_000
     server: str | ServerProfile = "openai"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmkit.llm import LLM
 
@@ -50,6 +51,13 @@ class LatencyStats:
         self._lock = threading.Lock()
         self.first_token: float | None = None
         self.total: float | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def observe(self, total: float, first_token: float | None = None) -> None:
         with self._lock:

@@ -41,7 +41,7 @@ import tomllib
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from pydantic import Field, model_validator
 
@@ -291,12 +291,19 @@ class Router(WrapperLLM):
                 raise ConfigurationError(f"Unknown strategy {self.strategy!r}; choose one of {sorted(STRATEGIES)}")
             self.strategy = STRATEGIES[self.strategy]
         if self.state is None:
-            self.state = (
-                LocalState(self.window_seconds)
-                if self.redis_url is None
-                else RedisState(self.redis_url, self.namespace, self.window_seconds)
-            )
+            self._rebuild_runtime()
         return self
+
+    #: The state (circuit breakers, limits) is runtime: a copy or an unpickled router starts with fresh local state,
+    #: or reconnects to the same Redis namespace (and so shares it).
+    _runtime_fields: ClassVar[frozenset[str]] = frozenset({"state"})
+
+    def _rebuild_runtime(self) -> None:
+        self.state = (
+            LocalState(self.window_seconds)
+            if self.redis_url is None
+            else RedisState(self.redis_url, self.namespace, self.window_seconds)
+        )
 
     # -- what the router offers: what every deployment of the default group offers --------------------------------
 

@@ -136,10 +136,110 @@ def tools_body(tools: Sequence[Any] | None, tool_choice: Any = None) -> dict[str
 
 def response_format(spec: dict[str, Any], style: str = "openai") -> dict[str, Any]:
     """llmkit's ``json_schema`` request (``{"name", "schema", "strict"}``) as a ``response_format``: OpenAI's
-    ``json_schema`` type, or (``style="json_object"``) llama.cpp's ``{"type": "json_object", "schema": ...}``."""
+    ``json_schema`` type, or (``style="json_object"``) llama.cpp's ``{"type": "json_object", "schema": ...}``.
+
+    A strict request is sent with a schema that follows OpenAI's strict rules (see :func:`strict_schema`), or with
+    ``strict: false`` when the schema cannot follow them (a ``dict[str, int]`` field, a tuple)."""
     if style == "json_object":
         return {"type": "json_object", "schema": spec["schema"]}
+    spec = dict(spec)
+    if spec.get("strict"):
+        strict = strict_schema(spec["schema"])
+        if strict is None:
+            spec["strict"] = False
+        else:
+            spec["schema"] = strict
     return {"type": "json_schema", "json_schema": spec}
+
+
+#: The keywords OpenAI's strict mode accepts (structured outputs guide, "Supported schemas").
+STRICT_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "const", "$ref", "$defs",
+    "title", "description", "pattern", "format", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "minItems", "maxItems",
+})  # fmt: skip
+#: Keywords that only annotate or narrow what pydantic validates anyway: dropped (llmkit validates every answer).
+_DROPPED_KEYWORDS = frozenset({
+    "default", "examples", "deprecated", "readOnly", "writeOnly", "minLength", "maxLength", "uniqueItems",
+    "minProperties", "maxProperties", "discriminator", "contentMediaType", "contentEncoding", "$comment",
+})  # fmt: skip
+
+
+class _NotStrict(Exception):
+    """The schema uses something OpenAI's strict mode cannot express."""
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return schema
+    branches = schema.get("anyOf")
+    if isinstance(branches, list):
+        if any(b.get("type") == "null" for b in branches):
+            return schema
+        return {**schema, "anyOf": [*branches, {"type": "null"}]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _strict_node(node: Any) -> Any:
+    if not isinstance(node, dict):
+        raise _NotStrict(f"a schema node that is not an object: {node!r}")
+    if "$ref" in node:  # siblings of $ref are not allowed: keep the reference only
+        return {"$ref": node["$ref"]}
+    if "oneOf" in node:  # pydantic's discriminated unions; anyOf is what strict mode has (llmkit validates anyway)
+        node = {**{k: v for k, v in node.items() if k != "oneOf"}, "anyOf": node["oneOf"]}
+    if "allOf" in node and len(node["allOf"]) == 1:
+        node = {**{k: v for k, v in node.items() if k != "allOf"}, **node["allOf"][0]}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED_KEYWORDS:
+            continue
+        if key not in STRICT_KEYWORDS:
+            raise _NotStrict(f"the keyword {key!r}")
+        out[key] = value
+    if "properties" in out or out.get("type") == "object":
+        if "properties" not in out and out.get("additionalProperties", True) is not False:
+            raise _NotStrict("an object with free-form keys (a dict field)")
+        properties = out.get("properties", {})
+        required = set(out.get("required", []))
+        out["properties"] = {
+            name: _strict_node(prop) if name in required else _nullable(_strict_node(prop))
+            for name, prop in properties.items()
+        }
+        out["required"] = list(properties)
+        out["additionalProperties"] = False
+    if "items" in out:
+        out["items"] = _strict_node(out["items"])
+    if "anyOf" in out:
+        out["anyOf"] = [_strict_node(branch) for branch in out["anyOf"]]
+    if "$defs" in out:
+        out["$defs"] = {name: _strict_node(d) for name, d in out["$defs"].items()}
+    return out
+
+
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """``schema`` rewritten to OpenAI's strict rules, or ``None`` when it cannot be.
+
+    Every object gets ``additionalProperties: false`` and lists all its properties in ``required``; a property that
+    was optional becomes required and nullable (``anyOf [..., {"type": "null"}]``, a ``null`` answer is dropped
+    again before validation so the field's default applies); keywords strict mode rejects that only narrow what
+    pydantic validates anyway (``default``, ``minLength``...) are dropped; ``$defs``/``$ref`` are kept. The root must
+    be an object; dict fields, tuples, ``not``/``if`` and similar cannot be expressed.
+
+    Example:
+        >>> strict = strict_schema({"type": "object", "properties": {"a": {"type": "integer", "default": 1}}})
+        >>> strict["properties"], strict["required"], strict["additionalProperties"]
+        ({'a': {'anyOf': [{'type': 'integer'}, {'type': 'null'}]}}, ['a'], False)
+        >>> strict_schema({"type": "object", "additionalProperties": {"type": "integer"}}) is None
+        True
+    """
+    if schema.get("type") != "object" or "anyOf" in schema:
+        return None
+    try:
+        result: dict[str, Any] = _strict_node(schema)
+    except _NotStrict:
+        return None
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -472,8 +572,8 @@ def chat_request_body(request: ChatRequest) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model, "messages": [to_openai_message(m) for m in request.messages]}
     body.update(tools_body(params.pop("tools", None), params.pop("tool_choice", None)))
     spec = params.pop("json_schema", None)
-    if spec is not None:
-        body["response_format"] = response_format(spec)
+    if spec is not None:  # as the client wrote it: the inverse is exact (a provider applies the strict rules)
+        body["response_format"] = {"type": "json_schema", "json_schema": spec}
     body.update(params)
     if request.stream:
         body["stream"] = True

@@ -38,7 +38,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -203,6 +203,8 @@ class AiXplainLLM(HTTPLLM):
     name: str = Field(description="Name of the Model.")
     description: str = Field(default="", description="Description of the model.")
     api_key: SecretStr | None = Field(default=None, description="API key of the Model.")
+    #: A pickle never holds the key: one from the environment is read from it again when the pickle is loaded.
+    _secret_env: ClassVar[dict[str, tuple[str, ...]]] = {"api_key": ("TEAM_API_KEY", "AIXPLAIN_API_KEY")}
     supplier: Any = Field(default="aiXplain", description="Supplier of the asset.")
     version: str | None = Field(default=None, description="Version of the model.")
     function: Function | None = Field(default=None, description="Model AI function (text generation).")
