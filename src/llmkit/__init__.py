@@ -26,6 +26,9 @@ _EXPORTS: dict[str, str] = {
     "VideoBlock": "llmkit.types",
     "DocumentBlock": "llmkit.types",
     "CachePoint": "llmkit.types",
+    "CacheControl": "llmkit.types",
+    "ThinkingBlock": "llmkit.types",
+    "ToolCallBlock": "llmkit.types",
     "CitableBlock": "llmkit.types",
     "CitationBlock": "llmkit.types",
     "ChatMessage": "llmkit.types",
@@ -37,6 +40,9 @@ _EXPORTS: dict[str, str] = {
     # the LLM
     "BaseLLM": "llmkit.llm",
     "LLM": "llmkit.llm",
+    "CustomLLM": "llmkit.custom",
+    "llm_chat_callback": "llmkit.custom",
+    "llm_completion_callback": "llmkit.custom",
     "StructuredLLM": "llmkit.structured_llm",
     "WrapperLLM": "llmkit.wrapper",
     "LLMCall": "llmkit.wrapper",
@@ -75,11 +81,14 @@ _EXPORTS: dict[str, str] = {
     "ResponseParseError": "llmkit.errors",
     "StructuredOutputError": "llmkit.errors",
     "ToolCallError": "llmkit.errors",
+    "ToolArgumentsError": "llmkit.errors",
+    "InputError": "llmkit.errors",
     # construction
     "create": "llmkit.registry",
     "register_provider": "llmkit.registry",
     # providers (each imports its SDK, if any, only when used)
     "MockLLM": "llmkit.providers.mock",
+    "ScriptedLLM": "llmkit.providers.mock",
     "FunctionLLM": "llmkit.providers.function",
     "LlamaCpp": "llmkit.providers.llamacpp",
     "OpenAI": "llmkit.providers.openai",
@@ -109,6 +118,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from llmkit.callbacks import CallbackHandler, CallbackManager, TokenCountingHandler
     from llmkit.capabilities import Capabilities
+    from llmkit.custom import CustomLLM, llm_chat_callback, llm_completion_callback
     from llmkit.errors import (
         APIConnectionError,
         APIStatusError,
@@ -118,6 +128,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         ConflictError,
         ContentFilterError,
+        InputError,
         JobFailedError,
         LLMError,
         NotFoundError,
@@ -127,6 +138,7 @@ if TYPE_CHECKING:
         ServerError,
         StreamError,
         StructuredOutputError,
+        ToolArgumentsError,
         ToolCallError,
     )
     from llmkit.llm import LLM, BaseLLM
@@ -136,7 +148,7 @@ if TYPE_CHECKING:
     from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
     from llmkit.providers.litellm import LiteLLM
     from llmkit.providers.llamacpp import LlamaCpp
-    from llmkit.providers.mock import MockLLM
+    from llmkit.providers.mock import MockLLM, ScriptedLLM
     from llmkit.providers.openai import OpenAI, OpenAILike
     from llmkit.registry import create, register_provider
     from llmkit.structured import FlexibleModel, PydanticProgramMode
@@ -144,6 +156,7 @@ if TYPE_CHECKING:
     from llmkit.tools import AgentChatResponse, BaseTool, FunctionTool, ToolMetadata, ToolOutput, ToolSelection
     from llmkit.types import (
         AudioBlock,
+        CacheControl,
         CachePoint,
         ChatMessage,
         ChatResponse,
@@ -156,6 +169,8 @@ if TYPE_CHECKING:
         LogProb,
         MessageRole,
         TextBlock,
+        ThinkingBlock,
+        ToolCallBlock,
         Usage,
         VideoBlock,
     )

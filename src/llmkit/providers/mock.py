@@ -1,12 +1,12 @@
-"""MockLLM: a deterministic LLM for your own tests.
+"""ScriptedLLM: a deterministic LLM for your own tests.
 
 It answers with scripted replies (in order, then cycling) or echoes the last user message; it streams word by word;
 asked for structured output or a tool call, it produces a schema-valid instance or valid arguments generated from the
 JSON schema.
 
 Example:
-    >>> from llmkit import MockLLM
-    >>> llm = MockLLM(responses=["one", "two"])
+    >>> from llmkit import ScriptedLLM
+    >>> llm = ScriptedLLM(responses=["one", "two"])
     >>> [llm.complete("x").text for _ in range(3)]
     ['one', 'two', 'one']
 """
@@ -25,9 +25,11 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 
 from llmkit.capabilities import Capabilities
+from llmkit.custom import CustomLLM, llm_completion_callback
 from llmkit.errors import ConfigurationError
-from llmkit.llm import LLM
+from llmkit.llm import LLM, NO_PROMPT, CompletionResponseGen
 from llmkit.structured import PydanticProgramMode
+from llmkit.tools import as_tool_metadata
 from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole, Usage
 
 #: How deep recursive schemas are followed before optional parts (empty lists, non-recursive options) are chosen.
@@ -45,7 +47,7 @@ def example_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = No
         4
     """
     if depth > _MAX_DEPTH:
-        raise ConfigurationError("MockLLM cannot build a finite instance of this schema: a required field recurses")
+        raise ConfigurationError("ScriptedLLM cannot build a finite instance of this schema: a required field recurses")
     root = root if root is not None else schema
     deeper = depth + 1
     if "$ref" in schema:
@@ -155,8 +157,60 @@ def _example_string(schema: dict[str, Any]) -> str:
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
-class MockLLM(LLM):
-    """A deterministic, offline LLM for tests.
+class MockLLM(CustomLLM):
+    """LlamaIndex's ``MockLLM``: a completion model that echoes the prompt, or answers ``max_tokens`` times
+    ``"text"``. ``chat`` echoes the conversation as ``messages_to_prompt`` formats it.
+
+    Example:
+        >>> MockLLM().chat([ChatMessage(role="user", content="hi")]).message.content
+        'user: hi\\nassistant: '
+        >>> [r.delta for r in MockLLM(max_tokens=2).stream_complete("x")]
+        ['text ', 'text']
+    """
+
+    max_tokens: int | None = None
+    is_chat_model: bool = False
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MockLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(num_output=self.max_tokens or -1, is_chat_model=self.is_chat_model)
+
+    @staticmethod
+    def _generate_text(length: int) -> str:
+        return " ".join("text" for _ in range(length))
+
+    @llm_completion_callback()
+    def complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """The prompt itself, or ``max_tokens`` times ``"text"``."""
+        return CompletionResponse(text=self._generate_text(self.max_tokens) if self.max_tokens else prompt)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """The prompt character by character (each chunk's ``text`` is the whole prompt, as in LlamaIndex), or
+        ``max_tokens`` chunks of ``"text "``."""
+        max_tokens = self.max_tokens
+
+        def gen_prompt() -> CompletionResponseGen:
+            if not prompt:
+                yield CompletionResponse(text="", delta="")
+                return
+            for char in prompt:
+                yield CompletionResponse(text=prompt, delta=char)
+
+        def gen_response(count: int) -> CompletionResponseGen:
+            for index in range(count):
+                delta = "text " if index < count - 1 else "text"
+                yield CompletionResponse(text=self._generate_text(index), delta=delta)
+
+        return gen_response(max_tokens) if max_tokens else gen_prompt()
+
+
+class ScriptedLLM(LLM):
+    """A deterministic, offline LLM for tests: scripted replies, schema-valid structured output, valid tool calls.
 
     Args:
         responses: replies to give in order (cycling); none means echo the last user message / the prompt.
@@ -180,7 +234,7 @@ class MockLLM(LLM):
 
     @classmethod
     def class_name(cls) -> str:
-        return "MockLLM"
+        return "ScriptedLLM"
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -216,6 +270,7 @@ class MockLLM(LLM):
         tools = kwargs.get("tools")
         choice = kwargs.get("tool_choice")
         if tools and choice != "none":
+            tools = [as_tool_metadata(t) for t in tools]
             tool = next((t for t in tools if t.name == choice), tools[0])
             arguments = example_from_schema(tool.get_parameters_dict())
             call = {
