@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import BaseModel
 
 import llmkit
 from llmkit import (
@@ -14,6 +15,7 @@ from llmkit import (
     ChatPromptTemplate,
     ConfigurationError,
     FunctionTool,
+    InputError,
     PromptTemplate,
     ScriptedLLM,
     TokenCountingHandler,
@@ -226,3 +228,37 @@ def test_import_is_light() -> None:
     code = f"import sys, llmkit; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_obvious_message_forms_are_accepted_and_others_named() -> None:
+    """Issue #21.9: a str is one user message, dicts are validated into ChatMessage, a plain str prompt works."""
+    llm = ScriptedLLM()
+    assert llm.chat("hi").message.content == "hi"
+    assert llm.chat([{"role": "system", "content": "s"}, {"role": "user", "content": "yo"}]).message.content == "yo"
+    assert llm.requests[-1][0][0].role.value == "system"
+    with pytest.raises(InputError, match=r"messages\[0\] must be a ChatMessage or a dict"):
+        llm.chat([42])  # type: ignore[list-item]
+    with pytest.raises(InputError, match=r"messages\[0\] is not a valid message"):
+        llm.chat([{"role": "boss", "content": "x"}])  # type: ignore[list-item]
+
+    class Pet(BaseModel):
+        name: str
+
+    assert llm.structured_predict(Pet, "A pet, as JSON like {\"name\": ...}").name == "string"  # type: ignore[arg-type]
+    assert llm.predict("plain {text}") == "plain {text}"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="No prompt provided"):
+        llm.complete()
+
+
+def test_function_calling_surface_and_no_tool_call() -> None:
+    tools = [FunctionTool.from_defaults(add)]
+    llm = ScriptedLLM(responses=["no tool needed"])
+    forced = llm.chat_with_tools(tools, "1 + 2?", tool_required=True)
+    assert llm.requests[-1][1]["tool_choice"] == "required"
+    assert llm.get_tool_calls_from_response(forced)[0].tool_kwargs == {"a": 0, "b": 0}
+    plain = llm.chat("hi", tools=tools, tool_choice="none")
+    with pytest.raises(ToolCallError, match="Expected at least one tool call"):
+        llm.get_tool_calls_from_response(plain)
+    assert llm.get_tool_calls_from_response(plain, error_on_no_tool_call=False) == []
+    with pytest.raises(ConfigurationError, match="does not call tools natively"):
+        ScriptedLLM(is_function_calling_model=False).chat_with_tools(tools, "x")

@@ -88,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "register_provider": "llmkit.registry",
     # providers (each imports its SDK, if any, only when used)
     "MockLLM": "llmkit.providers.mock",
+    "MockFunctionCallingLLM": "llmkit.providers.mock",
     "ScriptedLLM": "llmkit.providers.mock",
     "FunctionLLM": "llmkit.providers.function",
     "LlamaCpp": "llmkit.providers.llamacpp",
@@ -148,7 +149,7 @@ if TYPE_CHECKING:
     from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
     from llmkit.providers.litellm import LiteLLM
     from llmkit.providers.llamacpp import LlamaCpp
-    from llmkit.providers.mock import MockLLM, ScriptedLLM
+    from llmkit.providers.mock import MockFunctionCallingLLM, MockLLM, ScriptedLLM
     from llmkit.providers.openai import OpenAI, OpenAILike
     from llmkit.registry import create, register_provider
     from llmkit.structured import FlexibleModel, PydanticProgramMode

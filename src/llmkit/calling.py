@@ -166,13 +166,18 @@ async def arun_tools(tools: Sequence[BaseTool], selections: list[ToolSelection],
     return list(await asyncio.gather(*(one(selection) for selection in selections)))
 
 
-def agent_response(outputs: list[ToolOutput], answer: str, error_on_tool_error: bool) -> AgentChatResponse:
+def agent_response(
+    outputs: list[ToolOutput], answer: str, error_on_tool_error: bool, allow_parallel_tool_calls: bool = True
+) -> AgentChatResponse:
     """The answer of ``predict_and_call``: the outputs' text (or the model's own answer when it called no tool);
     with ``error_on_tool_error``, a failed tool raises :class:`ToolCallError` (a ``ValueError``) instead."""
     failed = [output for output in outputs if output.is_error]
     if error_on_tool_error and failed:
         error = ToolCallError("\n\n".join(o.content for o in outputs), tool_name=failed[0].tool_name)
         raise error from failed[0].exception
+    if len(outputs) > 1 and not allow_parallel_tool_calls:
+        # Only a model whose answers are not trimmed to one call gets here (LlamaIndex raises the same way).
+        raise ToolCallError(f"The model made {len(outputs)} tool calls; pass allow_parallel_tool_calls=True")
     if not outputs:
         return AgentChatResponse(response=answer, sources=[])
     return AgentChatResponse(response="\n\n".join(o.content for o in outputs), sources=outputs)

@@ -929,7 +929,8 @@ class LLM(BaseLLM):
             response = self.chat_with_tools(tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs)
             selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
             outputs = run_tools(tools, selections, verbose)
-            return agent_response(outputs, response.message.content or "", error_on_tool_error)
+            answer = response.message.content or ""
+            return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
         steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
         result = run_steps(steps, self.chat)
         if isinstance(result, str):
@@ -956,7 +957,8 @@ class LLM(BaseLLM):
             )
             selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
             outputs = await arun_tools(tools, selections, verbose)
-            return agent_response(outputs, response.message.content or "", error_on_tool_error)
+            answer = response.message.content or ""
+            return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
         steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
         result = await arun_steps(steps, self.achat)
         if isinstance(result, str):

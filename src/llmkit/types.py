@@ -310,7 +310,7 @@ class DocumentBlock(_MediaBlock):
     block_type: Literal["document"] = "document"
     data: bytes | IOBase | None = None
     path: FilePath | str | None = None  # type: ignore[assignment]  # as LlamaIndex: a document path may be a string
-    url: str | None = None  # type: ignore[assignment]
+    url: str | None = None  # as LlamaIndex: a document URL stays a string
     title: str | None = None
     document_mimetype: str | None = None
 

@@ -13,13 +13,15 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
 import re
 import threading
+import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
@@ -29,8 +31,19 @@ from llmkit.custom import CustomLLM, llm_completion_callback
 from llmkit.errors import ConfigurationError
 from llmkit.llm import LLM, NO_PROMPT, CompletionResponseGen
 from llmkit.structured import PydanticProgramMode
-from llmkit.tools import as_tool_metadata
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole, Usage
+from llmkit.tools import ToolSelection, as_tool_metadata
+from llmkit.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+    Usage,
+    _MediaBlock,
+)
 
 #: How deep recursive schemas are followed before optional parts (empty lists, non-recursive options) are chosen.
 _RECURSION_DEPTH = 3
@@ -322,3 +335,116 @@ class ScriptedLLM(LLM):
         for index, piece in enumerate(pieces):
             so_far += piece
             yield CompletionResponse(text=so_far, delta=piece, usage=full.usage if index == len(pieces) - 1 else None)
+
+
+def _blocks_text(blocks: Sequence[Any]) -> str:
+    """The last message's text as LlamaIndex's function-calling mock echoes it (media as ``<kind>base64</kind>``)."""
+    parts: list[str] = []
+    for block in blocks:
+        if isinstance(block, TextBlock):
+            parts.append(block.text)
+        elif isinstance(block, ThinkingBlock):
+            parts.append(block.content or "")
+        elif isinstance(block, _MediaBlock):
+            data = getattr(block, block._data_field)
+            try:
+                text = base64.b64decode(data).decode() if isinstance(data, bytes) else ""
+            except (ValueError, UnicodeDecodeError):
+                text = ""
+            parts.append(f"<{block.block_type}>{text}</{block.block_type}>")  # type: ignore[attr-defined]
+    return "".join(parts)
+
+
+def _tool_calling_message(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
+    """Call every tool given, with the defaults of its optional arguments (LlamaIndex's mock does the same)."""
+    if any(m.role is MessageRole.TOOL for m in messages):
+        return ChatMessage(role=MessageRole.ASSISTANT, content="Tool calls complete.")
+    tools = kwargs.get("tools") or []
+    if not tools:
+        return ChatMessage(role=MessageRole.ASSISTANT, content="No tools available.")
+    blocks: list[Any] = []
+    for tool in tools:
+        meta = as_tool_metadata(tool)
+        arguments: dict[str, Any] = {}
+        if meta.fn_schema is not None:
+            for name, info in meta.fn_schema.model_fields.items():
+                if not info.is_required():
+                    arguments[name] = info.get_default(call_default_factory=True)
+        blocks.append(ToolCallBlock(tool_call_id=f"mock-tool-call-{uuid.uuid4().hex}", tool_name=meta.name,
+                                    tool_kwargs=arguments))  # fmt: skip
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+
+
+class MockFunctionCallingLLM(LLM):
+    """LlamaIndex's ``MockFunctionCallingLLM``: a function-calling chat model whose answers come from
+    ``response_generator(messages, **kwargs) -> ChatMessage``. By default it calls every tool it is given (optional
+    arguments at their defaults) and otherwise echoes the last message's text (``"<empty>"`` for none).
+
+    Example:
+        >>> from llmkit import FunctionTool
+        >>> def ping(host: str = "localhost") -> str:
+        ...     return f"pong from {host}"
+        >>> MockFunctionCallingLLM().predict_and_call([FunctionTool.from_defaults(ping)], "go").response
+        'pong from localhost'
+    """
+
+    is_chat_model: bool = False
+    response_generator: Callable[..., ChatMessage] | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MockFunctionCallingLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(is_function_calling_model=True, is_chat_model=self.is_chat_model)
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(chat=True, completion=True, tool_calling=True)
+
+    # Both families are its own whatever is_chat_model says: chat answers from the generator, complete echoes.
+    def _chat_via_completion(self) -> bool:
+        return False
+
+    def _completion_via_chat(self) -> bool:
+        return False
+
+    def _default_message(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
+        if kwargs.get("tools") or any(m.role is MessageRole.TOOL for m in messages):
+            return _tool_calling_message(messages, **kwargs)
+        content = _blocks_text(messages[-1].blocks) if messages else ""
+        return ChatMessage(role=MessageRole.ASSISTANT, content=content or "<empty>")
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        generate = self.response_generator or self._default_message
+        message = generate(messages, **kwargs)
+        content = message.content or ""
+        return ChatResponse(message=message, delta=content, raw={"content": content})
+
+    def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text=prompt)
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        from llmkit.calling import conversation
+
+        return {"messages": conversation(user_msg, chat_history), "tools": list(tools)}
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = False, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The calls of a response; none is never an error here (LlamaIndex's mock ignores the flag too)."""
+        return super().get_tool_calls_from_response(response, error_on_no_tool_call=False)
+
+    def _validate_chat_with_tools_response(
+        self, response: ChatResponse, tools: Sequence[Any], allow_parallel_tool_calls: bool = False, **kwargs: Any
+    ) -> ChatResponse:
+        return response  # every call the generator made, as LlamaIndex's mock keeps them
