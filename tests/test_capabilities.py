@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from llmkit import ChatMessage, LlamaCpp, MockLLM, PromptTemplate
+from llmkit import ChatMessage, LlamaCpp, PromptTemplate, ScriptedLLM
 from llmkit.callbacks import CallbackHandler, CallbackManager, LLMEvent
 from llmkit.capabilities import Capabilities
 from llmkit.errors import BadRequestError
@@ -109,7 +109,7 @@ class Events(CallbackHandler):
 
 def test_breaking_out_of_a_stream_ends_its_event() -> None:
     events = Events()
-    llm = MockLLM(callback_manager=CallbackManager([events]))
+    llm = ScriptedLLM(callback_manager=CallbackManager([events]))
     for chunk in llm.stream_complete("one two three"):
         if chunk.delta.strip() == "two":
             break

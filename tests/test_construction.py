@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 import llmkit
-from llmkit import ChatMessage, LiteLLM, MockLLM, OpenAILike
+from llmkit import ChatMessage, LiteLLM, OpenAILike, ScriptedLLM
 from llmkit.errors import AuthenticationError, ConfigurationError
 
 KEY = "sk-very-secret-key-123"
@@ -95,4 +95,4 @@ def test_litellm_keeps_unknown_keywords_for_litellm() -> None:
 
 
 def test_callback_manager_none_means_the_default() -> None:
-    assert MockLLM(callback_manager=None).callback_manager.handlers == []  # type: ignore[arg-type]
+    assert ScriptedLLM(callback_manager=None).callback_manager.handlers == []  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import BaseModel
 
 import llmkit
 from llmkit import (
@@ -14,8 +15,9 @@ from llmkit import (
     ChatPromptTemplate,
     ConfigurationError,
     FunctionTool,
-    MockLLM,
+    InputError,
     PromptTemplate,
+    ScriptedLLM,
     TokenCountingHandler,
     ToolCallError,
 )
@@ -24,7 +26,7 @@ from llmkit.callbacks import CallbackHandler, LLMEvent
 HI = [ChatMessage(role="user", content="Hi")]
 
 
-class CompletionOnly(MockLLM):
+class CompletionOnly(ScriptedLLM):
     """A completion-only provider: chat must come through messages_to_prompt."""
 
     is_chat_model: bool = False
@@ -37,7 +39,7 @@ CompletionOnly._chat = llmkit.LLM._chat  # type: ignore[method-assign]
 
 
 def test_system_prompt_applied_once_for_chat_and_completion() -> None:
-    llm = MockLLM(system_prompt="Be brief.")
+    llm = ScriptedLLM(system_prompt="Be brief.")
     llm.chat(HI)
     messages, _ = llm.requests[-1]
     assert [m.role.value for m in messages] == ["system", "user"]
@@ -58,7 +60,7 @@ def test_completion_model_gets_chat_through_messages_to_prompt() -> None:
 
 def test_predict_uses_chat_for_chat_models_and_text_for_completion_models() -> None:
     template = PromptTemplate("Q: {q}")
-    chat_model = MockLLM()
+    chat_model = ScriptedLLM()
     chat_model.predict(template, q="why")
     assert isinstance(chat_model.requests[-1][0], list)
     completion_model = CompletionOnly()
@@ -84,7 +86,7 @@ class Recorder(CallbackHandler):
 
 async def test_callbacks_see_every_call_tokens_usage_and_errors() -> None:
     recorder, counter = Recorder(), TokenCountingHandler()
-    llm = MockLLM(responses=["a b"], callback_manager=CallbackManager([recorder, counter]))
+    llm = ScriptedLLM(responses=["a b"], callback_manager=CallbackManager([recorder, counter]))
     llm.chat(HI)
     list(llm.stream_chat(HI))
     await llm.achat(HI)
@@ -108,7 +110,7 @@ async def test_callbacks_see_every_call_tokens_usage_and_errors() -> None:
     assert counter.completion_tokens == 8
     assert counter.prompt_tokens == 4
 
-    class Broken(MockLLM):
+    class Broken(ScriptedLLM):
         def _chat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
             raise ValueError("boom")
 
@@ -154,19 +156,23 @@ def test_function_tool_schema_and_calls() -> None:
 
 
 async def test_predict_and_call_native_parallel_errors_and_async() -> None:
-    llm = MockLLM()
+    llm = ScriptedLLM()
     result = llm.predict_and_call([FunctionTool.from_defaults(add)], "1+1?")
     assert result.sources[0].tool_name == "add"
     assert result.response == "0"
     failing = llm.predict_and_call([FunctionTool.from_defaults(explode)], "go")
     assert failing.sources[0].is_error
-    assert "RuntimeError" in failing.response
+    assert failing.response == "Encountered error: string"
+    assert isinstance(failing.sources[0].exception, RuntimeError)
+    with pytest.raises(ToolCallError, match="Encountered error: string"):
+        llm.predict_and_call([FunctionTool.from_defaults(explode)], "go", error_on_tool_error=True)
+    assert "error_on_tool_error" not in llm.requests[-1][1]  # a keyword of predict_and_call, not of the provider
     async_result = await llm.apredict_and_call([FunctionTool.from_defaults(slow_mul)], "2*3?")
     assert async_result.sources[0].raw_output == 0
 
 
 def test_predict_and_call_unknown_tool_and_bad_arguments() -> None:
-    class Rogue(MockLLM):
+    class Rogue(ScriptedLLM):
         arguments: str = '{"a": 1, "b": 2}'
         name: str = "nope"
 
@@ -178,14 +184,26 @@ def test_predict_and_call_unknown_tool_and_bad_arguments() -> None:
 
     with pytest.raises(ToolCallError, match="unknown tool 'nope'"):
         Rogue().predict_and_call([FunctionTool.from_defaults(add)], "x")
-    with pytest.raises(ToolCallError, match="not JSON"):
-        Rogue(name="add", arguments="{oops").predict_and_call([FunctionTool.from_defaults(add)], "x")
-    with pytest.raises(ToolCallError, match="Invalid arguments"):
-        Rogue(name="add", arguments='{"a": "x"}').predict_and_call([FunctionTool.from_defaults(add)], "x")
+    # As LlamaIndex: arguments that are not JSON read as {}; the missing arguments are then a tool error output.
+    not_json = Rogue(name="add", arguments="{oops").predict_and_call([FunctionTool.from_defaults(add)], "x")
+    assert not_json.sources[0].is_error
+    assert not_json.sources[0].raw_input == {}
+    invalid = Rogue(name="add", arguments='{"a": "x"}').predict_and_call([FunctionTool.from_defaults(add)], "x")
+    assert invalid.sources[0].is_error
+    assert "Invalid arguments" in invalid.response
+    unknown = Rogue(name="add", arguments='{"a": 1, "b": 2, "c": 99}').predict_and_call(
+        [FunctionTool.from_defaults(add)], "x"
+    )
+    assert unknown.sources[0].is_error
+    assert "does not take: c" in unknown.response
+    with pytest.raises(ToolCallError, match="does not take: c"):
+        Rogue(name="add", arguments='{"a": 1, "b": 2, "c": 99}').predict_and_call(
+            [FunctionTool.from_defaults(add)], "x", error_on_tool_error=True
+        )
 
 
 def test_react_fallback_for_models_without_function_calling() -> None:
-    llm = MockLLM(
+    llm = ScriptedLLM(
         is_function_calling_model=False, responses=['Thought: add.\nAction: add\nAction Input: {"a": 2, "b": 5}']
     )
     result = llm.predict_and_call([FunctionTool.from_defaults(add)], "2+5?")
@@ -193,15 +211,15 @@ def test_react_fallback_for_models_without_function_calling() -> None:
     system = llm.requests[-1][0][0]
     assert "Action Input" in (system.content or "")
     assert "add" in (system.content or "")
-    direct = MockLLM(is_function_calling_model=False, responses=["Answer: no tool needed"])
+    direct = ScriptedLLM(is_function_calling_model=False, responses=["Answer: no tool needed"])
     assert direct.predict_and_call([FunctionTool.from_defaults(add)], "hi").response == "no tool needed"
 
 
 def test_create_and_unknown_spec() -> None:
-    assert isinstance(llmkit.create("mock"), MockLLM)
+    assert isinstance(llmkit.create("mock"), ScriptedLLM)
     with pytest.raises(ConfigurationError, match=r"Known providers: .*local"):
         llmkit.create("nope/x")
-    llmkit.register_provider("mine", lambda rest, **kw: MockLLM(responses=[rest]))
+    llmkit.register_provider("mine", lambda rest, **kw: ScriptedLLM(responses=[rest]))
     assert llmkit.create("mine/hello").complete("x").text == "hello"
 
 
@@ -210,3 +228,37 @@ def test_import_is_light() -> None:
     code = f"import sys, llmkit; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_obvious_message_forms_are_accepted_and_others_named() -> None:
+    """Issue #21.9: a str is one user message, dicts are validated into ChatMessage, a plain str prompt works."""
+    llm = ScriptedLLM()
+    assert llm.chat("hi").message.content == "hi"
+    assert llm.chat([{"role": "system", "content": "s"}, {"role": "user", "content": "yo"}]).message.content == "yo"
+    assert llm.requests[-1][0][0].role.value == "system"
+    with pytest.raises(InputError, match=r"messages\[0\] must be a ChatMessage or a dict"):
+        llm.chat([42])  # type: ignore[list-item]
+    with pytest.raises(InputError, match=r"messages\[0\] is not a valid message"):
+        llm.chat([{"role": "boss", "content": "x"}])  # type: ignore[list-item]
+
+    class Pet(BaseModel):
+        name: str
+
+    assert llm.structured_predict(Pet, "A pet, as JSON like {\"name\": ...}").name == "string"  # type: ignore[arg-type]
+    assert llm.predict("plain {text}") == "plain {text}"  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="No prompt provided"):
+        llm.complete()
+
+
+def test_function_calling_surface_and_no_tool_call() -> None:
+    tools = [FunctionTool.from_defaults(add)]
+    llm = ScriptedLLM(responses=["no tool needed"])
+    forced = llm.chat_with_tools(tools, "1 + 2?", tool_required=True)
+    assert llm.requests[-1][1]["tool_choice"] == "required"
+    assert llm.get_tool_calls_from_response(forced)[0].tool_kwargs == {"a": 0, "b": 0}
+    plain = llm.chat("hi", tools=tools, tool_choice="none")
+    with pytest.raises(ToolCallError, match="Expected at least one tool call"):
+        llm.get_tool_calls_from_response(plain)
+    assert llm.get_tool_calls_from_response(plain, error_on_no_tool_call=False) == []
+    with pytest.raises(ConfigurationError, match="does not call tools natively"):
+        ScriptedLLM(is_function_calling_model=False).chat_with_tools(tools, "x")

@@ -14,12 +14,12 @@ from llmkit.errors import ConfigurationError
 from llmkit.providers.function import FunctionLLM
 from llmkit.registry import known_providers, register_provider
 
-PLUGIN = '''
+PLUGIN = """
 from llmkit.providers.function import FunctionLLM
 
 def from_spec(rest, **kwargs):
     return FunctionLLM(complete_fn=lambda prompt, kw: f"plugin {rest}: {prompt}", **kwargs)
-'''
+"""
 
 
 def test_register_provider_in_code() -> None:

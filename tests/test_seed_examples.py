@@ -1,12 +1,12 @@
-"""Every code example of seed 004, verbatim but for the import, against MockLLM."""
+"""Every code example of seed 004, verbatim but for the import, against ScriptedLLM."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from llmkit import ChatMessage, MockLLM, PromptTemplate
+from llmkit import ChatMessage, PromptTemplate, ScriptedLLM
 
-llm = MockLLM()
+llm = ScriptedLLM()
 
 
 class Test(BaseModel):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from llmkit import BadRequestError, MockLLM, PromptTemplate, PydanticProgramMode, StructuredOutputError
+from llmkit import BadRequestError, PromptTemplate, PydanticProgramMode, ScriptedLLM, StructuredOutputError
 from llmkit.structured import extract_json, parse_partial
 
 
@@ -58,19 +58,19 @@ def test_partial_json_never_raises_on_any_prefix(value: dict[str, object]) -> No
 
 
 def test_native_json_schema_mode_with_nested_enum_list_optional() -> None:
-    order = MockLLM().structured_predict(Order, PROMPT, topic="paint")
+    order = ScriptedLLM().structured_predict(Order, PROMPT, topic="paint")
     assert order == Order(id=0, color=Color.RED, items=[Item(name="string", qty=0)])
 
 
 def test_function_mode_and_alias() -> None:
-    llm = MockLLM(pydantic_program_mode=PydanticProgramMode.OPENAI)
+    llm = ScriptedLLM(pydantic_program_mode=PydanticProgramMode.OPENAI)
     assert llm.structured_predict(Item, PROMPT, topic="x") == Item(name="string", qty=0)
     _, kwargs = llm.requests[-1]
     assert kwargs["tool_choice"] == "Item"
 
 
 def test_llm_mode_parses_prose_and_reasks_with_errors() -> None:
-    llm = MockLLM(
+    llm = ScriptedLLM(
         responses=['Sure: {"name": "nail", "qty": "many"}', 'Fixed: ```json\n{"name": "nail", "qty": 3}```'],
         is_function_calling_model=False,
         pydantic_program_mode=PydanticProgramMode.LLM,
@@ -82,7 +82,7 @@ def test_llm_mode_parses_prose_and_reasks_with_errors() -> None:
 
 
 def test_validation_failure_after_reasks_raises_with_raw_and_errors() -> None:
-    llm = MockLLM(responses=['{"name": 1}'], pydantic_program_mode=PydanticProgramMode.LLM)
+    llm = ScriptedLLM(responses=['{"name": 1}'], pydantic_program_mode=PydanticProgramMode.LLM)
     with pytest.raises(StructuredOutputError) as info:
         llm.structured_predict(Item, PROMPT, topic="x")
     assert info.value.raw == '{"name": 1}'
@@ -90,7 +90,7 @@ def test_validation_failure_after_reasks_raises_with_raw_and_errors() -> None:
     assert len(llm.requests) == 3  # first try + 2 re-asks
 
 
-class RefusesJsonSchema(MockLLM):
+class RefusesJsonSchema(ScriptedLLM):
     def _chat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
         if "json_schema" in kwargs:
             raise BadRequestError("json_schema unsupported", status_code=400)
@@ -115,14 +115,14 @@ def test_explicit_mode_does_not_fall_back() -> None:
 
 
 def test_stream_partials_end_validated() -> None:
-    llm = MockLLM(responses=['{"name": "bolt", "qty": 12}'], pydantic_program_mode=PydanticProgramMode.LLM)
+    llm = ScriptedLLM(responses=['{"name": "bolt", "qty": 12}'], pydantic_program_mode=PydanticProgramMode.LLM)
     outputs = list(llm.stream_structured_predict(Item, PROMPT, topic="x"))
     assert outputs[-1] == Item(name="bolt", qty=12)
     assert all(hasattr(o, "name") for o in outputs)
 
 
 def test_stream_invalid_final_raises() -> None:
-    llm = MockLLM(responses=['{"name": "bolt"}'], pydantic_program_mode=PydanticProgramMode.LLM)
+    llm = ScriptedLLM(responses=['{"name": "bolt"}'], pydantic_program_mode=PydanticProgramMode.LLM)
     with pytest.raises(StructuredOutputError):
         list(llm.stream_structured_predict(Item, PROMPT, topic="x"))
 
@@ -130,7 +130,7 @@ def test_stream_invalid_final_raises() -> None:
 async def test_structured_llm_chat_carries_the_object() -> None:
     from llmkit import ChatMessage
 
-    sllm = MockLLM().as_structured_llm(Item)
+    sllm = ScriptedLLM().as_structured_llm(Item)
     response = sllm.chat([ChatMessage(role="user", content="x")])
     assert response.raw == Item(name="string", qty=0)
     assert json.loads(response.content or "") == {"name": "string", "qty": 0}

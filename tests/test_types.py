@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,10 +51,12 @@ def test_content_get_and_set() -> None:
     image = ImageBlock(image=PNG)
     mixed = ChatMessage(role="user", blocks=[TextBlock(text="a"), image, TextBlock(text="b")])
     assert mixed.content == "a\nb"
-    mixed.content = "c"
-    assert mixed.blocks == [TextBlock(text="c"), image]
+    with pytest.raises(ValueError, match="multiple blocks"):  # as LlamaIndex: edit .blocks instead
+        mixed.content = "c"
+    assert mixed.content == "a\nb"
     assert ChatMessage(role="assistant").content is None
     assert str(ChatMessage(role="user", content="x")) == "user: x"
+    assert str(ChatMessage(role="assistant")) == "assistant: None"
 
 
 def test_media_blocks_from_bytes_path_and_url(tmp_path: Path) -> None:
@@ -64,7 +67,8 @@ def test_media_blocks_from_bytes_path_and_url(tmp_path: Path) -> None:
     path = tmp_path / "talk.mp3"
     path.write_bytes(b"ID3" + b"\x00" * 10)
     audio = AudioBlock(path=path)
-    assert audio.format == "audio/mpeg"
+    assert audio.format == "mp3"  # LlamaIndex's format name
+    assert audio.mimetype == "audio/mpeg"
     assert audio.resolve().startswith(b"ID3")
     assert DocumentBlock(url="https://example.com/a.pdf?x=1").document_mimetype == "application/pdf"
     assert VideoBlock(video=b"\x00\x00\x00\x18ftypmp42").video_mimetype == "video/mp4"
@@ -94,7 +98,8 @@ def test_responses() -> None:
     response = ChatResponse(
         message=ChatMessage(role="assistant", content="Paris"), delta="s", logprobs=[[LogProb(token="P", logprob=-0.1)]]
     )
-    assert str(response) == "Paris" == response.content
+    assert str(response) == "assistant: Paris"
+    assert response.text == "Paris" == response.content
     assert ChatResponse.model_validate_json(response.model_dump_json()) == response
     completion = CompletionResponse(text="x", delta="x")
     assert str(completion) == "x"

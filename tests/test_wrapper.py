@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from llmkit import ChatMessage, FunctionTool, LLMCall, MockLLM, PromptTemplate, WrapperLLM
+from llmkit import ChatMessage, FunctionTool, LLMCall, PromptTemplate, ScriptedLLM, WrapperLLM
 from llmkit.callbacks import CallbackHandler, CallbackManager, LLMEvent
 from llmkit.errors import ConfigurationError
 from llmkit.llm import LLM
@@ -89,7 +89,7 @@ def conformance(llm: LLM) -> dict[str, Any]:
 
 
 MODELS: dict[str, Callable[[], LLM]] = {
-    "mock": lambda: MockLLM(system_prompt="Be brief."),
+    "mock": lambda: ScriptedLLM(system_prompt="Be brief."),
     "completion-only": lambda: FunctionLLM(complete_fn=completion_answer, system_prompt="Be brief."),
 }
 
@@ -130,7 +130,7 @@ class Events(CallbackHandler):
 
 def test_inner_callbacks_fire_once_per_call() -> None:
     events = Events()
-    wrapped = Counting(llm=MockLLM(callback_manager=CallbackManager([events])))
+    wrapped = Counting(llm=ScriptedLLM(callback_manager=CallbackManager([events])))
     wrapped.chat(HI)
     list(wrapped.stream_complete("a b"))
     wrapped.structured_predict(Person, PromptTemplate("x"))
@@ -140,7 +140,7 @@ def test_inner_callbacks_fire_once_per_call() -> None:
 def test_wrapper_forwards_capabilities_and_refusals() -> None:
     from llmkit.structured import PydanticProgramMode
 
-    inner = MockLLM()
+    inner = ScriptedLLM()
     wrapped = Counting(llm=inner)
     assert wrapped.capabilities == inner.capabilities
     wrapped.refuse_structured_mode(PydanticProgramMode.JSON_SCHEMA)
@@ -150,7 +150,7 @@ def test_wrapper_forwards_capabilities_and_refusals() -> None:
 
 def test_prompt_settings_on_the_wrapper_are_refused() -> None:
     with pytest.raises((ConfigurationError, ValueError), match="wrapped LLM"):
-        Counting(llm=MockLLM(), system_prompt="ignored?")
+        Counting(llm=ScriptedLLM(), system_prompt="ignored?")
 
 
 def test_structured_llm_on_completion_only_model() -> None:

@@ -26,6 +26,9 @@ _EXPORTS: dict[str, str] = {
     "VideoBlock": "llmkit.types",
     "DocumentBlock": "llmkit.types",
     "CachePoint": "llmkit.types",
+    "CacheControl": "llmkit.types",
+    "ThinkingBlock": "llmkit.types",
+    "ToolCallBlock": "llmkit.types",
     "CitableBlock": "llmkit.types",
     "CitationBlock": "llmkit.types",
     "ChatMessage": "llmkit.types",
@@ -37,6 +40,9 @@ _EXPORTS: dict[str, str] = {
     # the LLM
     "BaseLLM": "llmkit.llm",
     "LLM": "llmkit.llm",
+    "CustomLLM": "llmkit.custom",
+    "llm_chat_callback": "llmkit.custom",
+    "llm_completion_callback": "llmkit.custom",
     "StructuredLLM": "llmkit.structured_llm",
     "WrapperLLM": "llmkit.wrapper",
     "LLMCall": "llmkit.wrapper",
@@ -80,11 +86,15 @@ _EXPORTS: dict[str, str] = {
     "StructuredOutputError": "llmkit.errors",
     "ToolCallError": "llmkit.errors",
     "CacheError": "llmkit.errors",
+    "ToolArgumentsError": "llmkit.errors",
+    "InputError": "llmkit.errors",
     # construction
     "create": "llmkit.registry",
     "register_provider": "llmkit.registry",
     # providers (each imports its SDK, if any, only when used)
     "MockLLM": "llmkit.providers.mock",
+    "MockFunctionCallingLLM": "llmkit.providers.mock",
+    "ScriptedLLM": "llmkit.providers.mock",
     "FunctionLLM": "llmkit.providers.function",
     "LlamaCpp": "llmkit.providers.llamacpp",
     "OpenAI": "llmkit.providers.openai",
@@ -115,6 +125,7 @@ if TYPE_CHECKING:
     from llmkit.cache import CachedLLM
     from llmkit.callbacks import CallbackHandler, CallbackManager, TokenCountingHandler
     from llmkit.capabilities import Capabilities
+    from llmkit.custom import CustomLLM, llm_chat_callback, llm_completion_callback
     from llmkit.errors import (
         APIConnectionError,
         APIStatusError,
@@ -125,6 +136,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         ConflictError,
         ContentFilterError,
+        InputError,
         JobFailedError,
         LLMError,
         NotFoundError,
@@ -137,6 +149,7 @@ if TYPE_CHECKING:
         StreamError,
         StructuredOutputError,
         TemplateError,
+        ToolArgumentsError,
         ToolCallError,
     )
     from llmkit.llm import LLM, BaseLLM
@@ -146,7 +159,7 @@ if TYPE_CHECKING:
     from llmkit.providers.gradient import GradientBaseModelLLM, GradientModelAdapterLLM
     from llmkit.providers.litellm import LiteLLM
     from llmkit.providers.llamacpp import LlamaCpp
-    from llmkit.providers.mock import MockLLM
+    from llmkit.providers.mock import MockFunctionCallingLLM, MockLLM, ScriptedLLM
     from llmkit.providers.openai import OpenAI, OpenAILike
     from llmkit.registry import create, register_provider
     from llmkit.structured import FlexibleModel, PydanticProgramMode
@@ -154,6 +167,7 @@ if TYPE_CHECKING:
     from llmkit.tools import AgentChatResponse, BaseTool, FunctionTool, ToolMetadata, ToolOutput, ToolSelection
     from llmkit.types import (
         AudioBlock,
+        CacheControl,
         CachePoint,
         ChatMessage,
         ChatResponse,
@@ -166,6 +180,8 @@ if TYPE_CHECKING:
         LogProb,
         MessageRole,
         TextBlock,
+        ThinkingBlock,
+        ToolCallBlock,
         Usage,
         VideoBlock,
     )

@@ -11,39 +11,72 @@ import asyncio
 import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmkit._steps import Steps
-from llmkit.errors import ToolCallError
+from llmkit.errors import InputError, ToolCallError
 from llmkit.tools import AgentChatResponse, BaseTool, ToolOutput, ToolSelection, acall_tool, call_tool
-from llmkit.types import ChatMessage, ChatResponse, MessageRole
+from llmkit.types import ChatMessage, ChatResponse, MessageRole, ToolCallBlock, as_messages
 
-if TYPE_CHECKING:
-    from llmkit.llm import LLM
+
+def _arguments(name: str, arguments: Any) -> dict[str, Any]:
+    """A call's arguments as a dict. As LlamaIndex reads them: null, empty or non-JSON text is ``{}``; JSON that is
+    not an object is a :class:`ToolCallError`."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError:
+            arguments = {}
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, dict):
+        raise ToolCallError(f"Tool '{name}' arguments must be a JSON object", tool_name=name, arguments=arguments)
+    return arguments
 
 
 def tool_selections(response: ChatResponse) -> list[ToolSelection]:
-    """Parse the OpenAI-shaped ``tool_calls`` of a response. Arguments that are not JSON raise ToolCallError."""
+    """The tool calls of a response: OpenAI-shaped ``additional_kwargs['tool_calls']`` and ``ToolCallBlock``s. A
+    call without a name is skipped (as LlamaIndex does)."""
     selections = []
     for index, call in enumerate(response.message.additional_kwargs.get("tool_calls") or []):
+        if isinstance(call, ToolSelection):
+            selections.append(call)
+            continue
         function = call.get("function") or {}
-        name = function.get("name", "")
-        arguments = function.get("arguments") or "{}"
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError as exc:
-                raise ToolCallError(
-                    f"The model gave tool '{name}' arguments that are not JSON: {arguments[:200]!r}",
-                    tool_name=name,
-                    arguments=arguments,
-                ) from exc
-        if not isinstance(arguments, dict):
-            raise ToolCallError(f"Tool '{name}' arguments must be a JSON object", tool_name=name, arguments=arguments)
-        selections.append(
-            ToolSelection(tool_id=call.get("id") or f"call_{index}", tool_name=name, tool_kwargs=arguments)
-        )
+        name = function.get("name") or ""
+        if name:
+            arguments = _arguments(name, function.get("arguments"))
+            selections.append(
+                ToolSelection(tool_id=call.get("id") or f"call_{index}", tool_name=name, tool_kwargs=arguments)
+            )
+    for index, block in enumerate(response.message.blocks):
+        if isinstance(block, ToolCallBlock) and block.tool_name:
+            arguments = _arguments(block.tool_name, block.tool_kwargs)
+            call_id = block.tool_call_id or f"call_{index}"
+            selections.append(ToolSelection(tool_id=call_id, tool_name=block.tool_name, tool_kwargs=arguments))
     return selections
+
+
+def conversation(user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None) -> list[ChatMessage]:
+    """``chat_history`` followed by ``user_msg`` (a str is a user message)."""
+    messages = as_messages(list(chat_history or []))
+    if isinstance(user_msg, str):
+        if user_msg:
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg))
+    elif user_msg is not None:
+        messages.extend(as_messages(user_msg))
+    return messages
+
+
+def single_call(response: ChatResponse) -> ChatResponse:
+    """Keep only the first tool call of a response (``allow_parallel_tool_calls=False``)."""
+    calls = response.message.additional_kwargs.get("tool_calls")
+    if isinstance(calls, list) and len(calls) > 1:
+        response.message.additional_kwargs["tool_calls"] = calls[:1]
+    blocks = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+    if len(blocks) > 1:
+        response.message.blocks = [b for b in response.message.blocks if b not in blocks[1:]]
+    return response
 
 
 REACT_INSTRUCTIONS = """You can use these tools:
@@ -88,32 +121,12 @@ def parse_react(text: str) -> list[ToolSelection] | str:
     return (answer.group(1) if answer else text).strip()
 
 
-def _conversation(user_msg: str | ChatMessage | None, chat_history: list[ChatMessage] | None) -> list[ChatMessage]:
-    messages = list(chat_history or [])
-    if isinstance(user_msg, str):
-        messages.append(ChatMessage(role=MessageRole.USER, content=user_msg))
-    elif user_msg is not None:
-        messages.append(user_msg)
-    if not messages:
-        raise ValueError("predict_and_call needs user_msg or chat_history")
-    return messages
-
-
-def call_steps(
-    llm: LLM,
-    tools: list[BaseTool],
-    user_msg: str | ChatMessage | None,
-    chat_history: list[ChatMessage] | None,
-    verbose: bool,
-    kwargs: dict[str, Any],
+def react_steps(
+    tools: Sequence[BaseTool], messages: list[ChatMessage], verbose: bool, kwargs: dict[str, Any]
 ) -> Steps[list[ToolSelection] | str]:
-    """Ask the model for tool calls; returns the selections, or the model's direct answer."""
-    messages = _conversation(user_msg, chat_history)
-    if llm.capabilities.tool_calling:
-        request = {"tools": [t.metadata for t in tools], "tool_choice": kwargs.pop("tool_choice", "auto"), **kwargs}
-        response = yield messages, request
-        selections = tool_selections(response)
-        return selections or response.text
+    """The ReAct text fallback: ask for an ``Action``; returns the selection, or the model's direct answer."""
+    if not messages:
+        raise InputError("predict_and_call needs user_msg or chat_history")
     system = ChatMessage(role=MessageRole.SYSTEM, content=react_prompt(tools))
     response = yield [system, *messages], kwargs
     if verbose:
@@ -121,25 +134,50 @@ def call_steps(
     return parse_react(response.text)
 
 
-def _agent_response(outputs: list[ToolOutput], verbose: bool) -> AgentChatResponse:
+def _announce(selection: ToolSelection, verbose: bool) -> None:
+    if verbose:  # LlamaIndex's wording
+        print("=== Calling Function ===")
+        print(f"Calling function: {selection.tool_name} with args: {json.dumps(selection.tool_kwargs)}")
+
+
+def _report(output: ToolOutput, verbose: bool) -> ToolOutput:
     if verbose:
-        for output in outputs:
-            print(f"=== Called {output.tool_name}({output.raw_input}) -> {output.content}")
-    return AgentChatResponse(response="\n\n".join(o.content for o in outputs), sources=outputs)
+        print("=== Function Output ===")
+        print(output.content)
+    return output
 
 
-def run_tool_calls(tools: list[BaseTool], result: list[ToolSelection] | str, verbose: bool) -> AgentChatResponse:
-    """Call the selected tools one after another (or return the direct answer)."""
-    if isinstance(result, str):
-        return AgentChatResponse(response=result)
-    return _agent_response([call_tool(tools, selection) for selection in result], verbose)
+def run_tools(tools: Sequence[BaseTool], selections: list[ToolSelection], verbose: bool) -> list[ToolOutput]:
+    """Call the selected tools one after another."""
+    outputs = []
+    for selection in selections:
+        _announce(selection, verbose)
+        outputs.append(_report(call_tool(tools, selection), verbose))
+    return outputs
 
 
-async def acall_steps_result(
-    tools: list[BaseTool], result: list[ToolSelection] | str, verbose: bool
+async def arun_tools(tools: Sequence[BaseTool], selections: list[ToolSelection], verbose: bool) -> list[ToolOutput]:
+    """Call the selected tools concurrently."""
+
+    async def one(selection: ToolSelection) -> ToolOutput:
+        _announce(selection, verbose)
+        return _report(await acall_tool(tools, selection), verbose)
+
+    return list(await asyncio.gather(*(one(selection) for selection in selections)))
+
+
+def agent_response(
+    outputs: list[ToolOutput], answer: str, error_on_tool_error: bool, allow_parallel_tool_calls: bool = True
 ) -> AgentChatResponse:
-    """Call the selected tools concurrently (or return the direct answer)."""
-    if isinstance(result, str):
-        return AgentChatResponse(response=result)
-    outputs = await asyncio.gather(*(acall_tool(tools, selection) for selection in result))
-    return _agent_response(list(outputs), verbose)
+    """The answer of ``predict_and_call``: the outputs' text (or the model's own answer when it called no tool);
+    with ``error_on_tool_error``, a failed tool raises :class:`ToolCallError` (a ``ValueError``) instead."""
+    failed = [output for output in outputs if output.is_error]
+    if error_on_tool_error and failed:
+        error = ToolCallError("\n\n".join(o.content for o in outputs), tool_name=failed[0].tool_name)
+        raise error from failed[0].exception
+    if len(outputs) > 1 and not allow_parallel_tool_calls:
+        # Only a model whose answers are not trimmed to one call gets here (LlamaIndex raises the same way).
+        raise ToolCallError(f"The model made {len(outputs)} tool calls; pass allow_parallel_tool_calls=True")
+    if not outputs:
+        return AgentChatResponse(response=answer, sources=[])
+    return AgentChatResponse(response="\n\n".join(o.content for o in outputs), sources=outputs)

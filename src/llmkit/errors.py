@@ -167,13 +167,36 @@ class StructuredOutputError(LLMError):
         self.errors = errors or []
 
 
-class ToolCallError(LLMError):
-    """The model asked for an unknown tool, or gave arguments that do not validate."""
+class ToolCallError(LLMError, ValueError):
+    """The model asked for an unknown tool, or gave arguments that do not validate (a ``ValueError``, as LlamaIndex
+    raises)."""
 
     def __init__(self, message: str, *, tool_name: str | None = None, arguments: Any = None) -> None:
         super().__init__(message)
         self.tool_name = tool_name
         self.arguments = arguments
+
+
+class ToolArgumentsError(ToolCallError):
+    """A tool was called with arguments its function does not take (``unknown``) or that do not validate
+    (``errors``, pydantic's list). ``predict_and_call`` reports it as an error output the model can read."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tool_name: str | None = None,
+        arguments: Any = None,
+        unknown: list[str] | None = None,
+        errors: list[Any] | None = None,
+    ) -> None:
+        super().__init__(message, tool_name=tool_name, arguments=arguments)
+        self.unknown = unknown or []
+        self.errors = errors or []
+
+
+class InputError(LLMError, ValueError):
+    """An argument a call cannot use (no prompt, a message that is not a message); the message says what to pass."""
 
 
 class NoDeploymentAvailableError(LLMError):

@@ -7,8 +7,8 @@ has no native form, the system prompt and prompt transforms (applied once, here)
 templates, structured output and tool calling.
 
 Example:
-    >>> from llmkit import MockLLM, ChatMessage
-    >>> llm = MockLLM(responses=["Hello!"])
+    >>> from llmkit import ScriptedLLM, ChatMessage
+    >>> llm = ScriptedLLM(responses=["Hello!"])
     >>> llm.chat([ChatMessage(role="user", content="Hi")]).content
     'Hello!'
 """
@@ -31,7 +31,7 @@ from pydantic.json_schema import SkipJsonSchema
 from llmkit._steps import arun_steps, run_steps
 from llmkit.callbacks import CallbackManager, LLMEvent
 from llmkit.capabilities import Capabilities
-from llmkit.errors import ConfigurationError, SerializationError, ToolCallError, configuration_error
+from llmkit.errors import ConfigurationError, InputError, SerializationError, ToolCallError, configuration_error
 from llmkit.prompts import BasePromptTemplate
 from llmkit.prompts import completion_to_prompt as default_completion_to_prompt
 from llmkit.prompts import messages_to_prompt as default_messages_to_prompt
@@ -52,6 +52,7 @@ from llmkit.types import (
     LLMMetadata,
     MessageRole,
     TextBlock,
+    as_messages,
     chat_to_completion,
     completion_to_chat,
 )
@@ -80,9 +81,45 @@ class BaseOutputParser(Protocol):
     def format(self, query: str) -> str: ...
 
 
+_NONE_MEANS_DEFAULT = ("callback_manager", "messages_to_prompt", "completion_to_prompt")
+
 CallbackManagerField = Annotated[CallbackManager, WithJsonSchema({})]
 
 _SENTINEL_DONE = object()
+
+
+class _NoPrompt(str):
+    """The default of ``prompt``: a call without one is a ``ValueError`` (as in LlamaIndex), not a ``TypeError``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+NO_PROMPT: str = _NoPrompt()
+
+
+def require_prompt(prompt: str) -> str:
+    """The prompt of a completion call; :class:`~llmkit.errors.InputError` (a ``ValueError``) when none was given."""
+    if prompt is NO_PROMPT or type(prompt) is _NoPrompt:
+        raise InputError("No prompt provided in positional or keyword arguments: complete(prompt)")
+    if not isinstance(prompt, str):
+        raise InputError(f"prompt must be a str, not {type(prompt).__name__}; for messages use chat()")
+    return prompt
+
+
+def as_template(prompt: BasePromptTemplate | str, prompt_args: dict[str, Any]) -> BasePromptTemplate:
+    """The prompt of ``predict``/``structured_predict``: a template, or a ``str`` (a template when arguments are
+    given, else literal text)."""
+    if isinstance(prompt, BasePromptTemplate):
+        return prompt
+    if isinstance(prompt, str):
+        from llmkit.prompts import PromptTemplate
+
+        literal = prompt.replace("{", "{{").replace("}", "}}")  # no arguments: braces are text (JSON examples)
+        return PromptTemplate(prompt if prompt_args else literal)
+    raise InputError(f"prompt must be a PromptTemplate (or a str), not {type(prompt).__name__}")
 
 
 class BaseLLM(BaseModel, ABC):
@@ -111,8 +148,9 @@ class BaseLLM(BaseModel, ABC):
     def __init__(self, /, **data: Any) -> None:
         """Validate the settings: any mistake is one :class:`~llmkit.errors.ConfigurationError` naming the fix,
         never pydantic's error with the values given (a key among them)."""
-        if data.get("callback_manager", False) is None:  # LlamaIndex code passes None for "the default"
-            del data["callback_manager"]
+        for key in _NONE_MEANS_DEFAULT:  # LlamaIndex code passes None for "the default"
+            if key in data and data[key] is None:
+                del data[key]
         try:
             super().__init__(**data)
         except ValidationError as exc:
@@ -226,6 +264,10 @@ class BaseLLM(BaseModel, ABC):
     @abstractmethod
     def metadata(self) -> LLMMetadata:
         """LLM metadata."""
+
+    def to_payload(self) -> dict[str, Any]:
+        """A representation of this LLM for observability, without secrets: the class name and the metadata."""
+        return {"class_name": self.class_name(), **self.metadata.model_dump()}
 
     def convert_chat_messages(self, messages: Sequence[ChatMessage]) -> list[Any]:
         """Convert chat messages to an LLM specific message format (plain dicts unless the provider says otherwise)."""
@@ -502,7 +544,7 @@ class LLM(BaseLLM):
         return not capabilities.completion or (capabilities.chat and self.metadata.is_chat_model)
 
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        out = list(messages)
+        out = as_messages(messages)
         if self.system_prompt and not (out and out[0].role in (MessageRole.SYSTEM, MessageRole.DEVELOPER)):
             role = self.metadata.system_role
             out.insert(0, ChatMessage(role=role, blocks=[TextBlock(text=self.system_prompt)]))
@@ -586,8 +628,8 @@ class LLM(BaseLLM):
         """Chat endpoint for LLM.
 
         Example:
-            >>> from llmkit import MockLLM, ChatMessage
-            >>> MockLLM().chat([ChatMessage(role="user", content="Hello")]).content
+            >>> from llmkit import ScriptedLLM, ChatMessage
+            >>> ScriptedLLM().chat([ChatMessage(role="user", content="Hello")]).content
             'Hello'
         """
         messages = self._prepare_messages(messages)
@@ -596,14 +638,15 @@ class LLM(BaseLLM):
                 return event.done(completion_to_chat(self._complete(self.messages_to_prompt(messages), **kwargs)))
             return event.done(self._chat(messages, **kwargs))
 
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+    def complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Completion endpoint for LLM. A chat model gets the prompt as a single ``user`` message.
 
         Example:
-            >>> from llmkit import MockLLM
-            >>> MockLLM().complete("your prompt").text
+            >>> from llmkit import ScriptedLLM
+            >>> ScriptedLLM().complete("your prompt").text
             'your prompt'
         """
+        prompt = require_prompt(prompt)
         with self._event("complete", prompt, kwargs) as event:
             if self._completion_via_chat():
                 return event.done(chat_to_completion(self._chat(self._prompt_messages(prompt), **kwargs)))
@@ -613,8 +656,8 @@ class LLM(BaseLLM):
         """Streaming chat endpoint for LLM: each ``ChatResponse`` has the new ``delta`` and the text so far.
 
         Example:
-            >>> from llmkit import MockLLM, ChatMessage
-            >>> "".join(r.delta for r in MockLLM().stream_chat([ChatMessage(role="user", content="Hi there")]))
+            >>> from llmkit import ScriptedLLM, ChatMessage
+            >>> "".join(r.delta for r in ScriptedLLM().stream_chat([ChatMessage(role="user", content="Hi there")]))
             'Hi there'
         """
         messages = self._prepare_messages(messages)
@@ -628,14 +671,15 @@ class LLM(BaseLLM):
             return gen  # no callbacks: no wrapper on the per-chunk path
         return self._observe(event, gen)
 
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+    def stream_complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         """Streaming completion endpoint for LLM.
 
         Example:
-            >>> from llmkit import MockLLM
-            >>> [r.delta for r in MockLLM().stream_complete("a b")]
+            >>> from llmkit import ScriptedLLM
+            >>> [r.delta for r in ScriptedLLM().stream_complete("a b")]
             ['a ', 'b']
         """
+        prompt = require_prompt(prompt)
         event = self._start("complete", prompt, kwargs)
         gen: Iterator[CompletionResponse]
         if self._completion_via_chat():
@@ -655,8 +699,9 @@ class LLM(BaseLLM):
                 return event.done(completion_to_chat(await self._acomplete(prompt, **kwargs)))
             return event.done(await self._achat(messages, **kwargs))
 
-    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+    async def acomplete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Async completion endpoint for LLM."""
+        prompt = require_prompt(prompt)
         with self._event("complete", prompt, kwargs) as event:
             if self._completion_via_chat():
                 return event.done(chat_to_completion(await self._achat(self._prompt_messages(prompt), **kwargs)))
@@ -676,8 +721,11 @@ class LLM(BaseLLM):
             return gen
         return self._aobserve(event, gen)
 
-    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(
+        self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
         """Async streaming completion endpoint for LLM."""
+        prompt = require_prompt(prompt)
         event = self._start("complete", prompt, kwargs)
         gen: AsyncIterator[CompletionResponse]
         if self._completion_via_chat():
@@ -692,13 +740,13 @@ class LLM(BaseLLM):
     # Prediction from templates: a chat model gets messages, a completion model gets text.
 
     def _template_messages(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> list[ChatMessage]:
-        messages = prompt.format_messages(**prompt_args)
+        messages = as_template(prompt, prompt_args).format_messages(**prompt_args)
         if self.output_parser is not None and messages and messages[-1].content is not None:
             messages[-1].content = self.output_parser.format(messages[-1].content)
         return messages
 
     def _template_text(self, prompt: BasePromptTemplate, prompt_args: dict[str, Any]) -> str:
-        text = prompt.format(**prompt_args)
+        text = as_template(prompt, prompt_args).format(**prompt_args)
         return self.output_parser.format(text) if self.output_parser is not None else text
 
     def _parse_output(self, output: str) -> str:
@@ -708,8 +756,8 @@ class LLM(BaseLLM):
         """Predict for a given prompt.
 
         Example:
-            >>> from llmkit import MockLLM, PromptTemplate
-            >>> MockLLM().predict(PromptTemplate("Please write a random name related to {topic}."), topic="cats")
+            >>> from llmkit import ScriptedLLM, PromptTemplate
+            >>> ScriptedLLM().predict(PromptTemplate("Please write a random name related to {topic}."), topic="cats")
             'Please write a random name related to cats.'
         """
         if self.metadata.is_chat_model:
@@ -769,17 +817,21 @@ class LLM(BaseLLM):
 
         Example:
             >>> from pydantic import BaseModel
-            >>> from llmkit import MockLLM, PromptTemplate
+            >>> from llmkit import ScriptedLLM, PromptTemplate
             >>> class Test(BaseModel):
             ...     name: str
             >>> prompt = PromptTemplate("Please predict a Test with a random name related to {topic}.")
-            >>> MockLLM().structured_predict(Test, prompt, topic="cats")
+            >>> ScriptedLLM().structured_predict(Test, prompt, topic="cats")
             Test(name='string')
             >>> MockLLM().structured_predict(list[int], prompt, topic="cats")
             [0]
         """
         steps = structured_steps(
-            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
+            self,
+            output_cls,
+            as_template(prompt, prompt_args).format_messages(**prompt_args),
+            self.pydantic_program_mode,
+            llm_kwargs or {},
         )
         result: Model = run_steps(steps, self.chat)
         return result
@@ -793,7 +845,11 @@ class LLM(BaseLLM):
     ) -> Model:
         """Async structured predict."""
         steps = structured_steps(
-            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode, llm_kwargs or {}
+            self,
+            output_cls,
+            as_template(prompt, prompt_args).format_messages(**prompt_args),
+            self.pydantic_program_mode,
+            llm_kwargs or {},
         )
         result: Model = await arun_steps(steps, self.achat)
         return result
@@ -808,7 +864,10 @@ class LLM(BaseLLM):
         """Stream structured predict: partial objects as the JSON arrives; the last one is a validated
         ``output_cls`` (or :class:`~llmkit.errors.StructuredOutputError` is raised)."""
         mode, messages, kwargs = stream_request(
-            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode
+            self,
+            output_cls,
+            as_template(prompt, prompt_args).format_messages(**prompt_args),
+            self.pydantic_program_mode,
         )
         chunks = self.stream_chat(messages, **kwargs, **(llm_kwargs or {}))
         yield from iter_partials(chunks, output_cls, mode)
@@ -822,7 +881,10 @@ class LLM(BaseLLM):
     ) -> AsyncGenerator[Model | FlexibleModel, None]:
         """Async stream structured predict: ``gen = await llm.astream_structured_predict(...)``, then iterate."""
         mode, messages, kwargs = stream_request(
-            self, output_cls, prompt.format_messages(**prompt_args), self.pydantic_program_mode
+            self,
+            output_cls,
+            as_template(prompt, prompt_args).format_messages(**prompt_args),
+            self.pydantic_program_mode,
         )
         chunks = await self.astream_chat(messages, **kwargs, **(llm_kwargs or {}))
         return aiter_partials(chunks, output_cls, mode)
@@ -854,55 +916,198 @@ class LLM(BaseLLM):
     # ----------------------------------------------------------------------------------------------------------------
     # Tool calling
 
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The ``chat`` arguments of a call with tools: the conversation, the tools (``BaseTool``, ``ToolMetadata``
+        or OpenAI dicts) and ``tool_choice`` (``"required"`` with ``tool_required``). A provider may override it."""
+        from llmkit.calling import conversation
+
+        if not self.capabilities.tool_calling:
+            raise ConfigurationError(
+                f"{type(self).__name__} does not call tools natively; use predict_and_call() (it falls back to a "
+                "ReAct prompt) or a function-calling model"
+            )
+        request: dict[str, Any] = {"messages": conversation(user_msg, chat_history)}
+        if tools:
+            request["tools"] = list(tools)
+            request["tool_choice"] = "required" if tool_required else "auto"
+        return {**request, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[Any],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Check a ``chat_with_tools`` answer: without ``allow_parallel_tool_calls``, only its first call is kept."""
+        from llmkit.calling import single_call
+
+        return response if allow_parallel_tool_calls else single_call(response)
+
+    def chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Chat with function calling: the answer may carry tool calls (read them with
+        :meth:`get_tool_calls_from_response`). ``tool_required`` forces a call.
+
+        Example:
+            >>> from llmkit import ScriptedLLM, FunctionTool
+            >>> def add(a: int, b: int) -> int:
+            ...     return a + b
+            >>> response = ScriptedLLM().chat_with_tools([FunctionTool.from_defaults(add)], "1 + 2?")
+            >>> ScriptedLLM().get_tool_calls_from_response(response)[0].tool_name
+            'add'
+        """
+        request = self._prepare_chat_with_tools(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, **kwargs
+        )
+        response = self.chat(**request)
+        return self._validate_chat_with_tools_response(response, tools, allow_parallel_tool_calls, **kwargs)
+
+    async def achat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Async :meth:`chat_with_tools`."""
+        request = self._prepare_chat_with_tools(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, **kwargs
+        )
+        response = await self.achat(**request)
+        return self._validate_chat_with_tools_response(response, tools, allow_parallel_tool_calls, **kwargs)
+
+    def stream_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseGen:
+        """Streaming :meth:`chat_with_tools` (chunks are not validated, as in LlamaIndex)."""
+        request = self._prepare_chat_with_tools(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, **kwargs
+        )
+        return self.stream_chat(**request)
+
+    async def astream_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponseAsyncGen:
+        """Async streaming :meth:`chat_with_tools`."""
+        request = self._prepare_chat_with_tools(
+            tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, tool_required, **kwargs
+        )
+        return await self.astream_chat(**request)
+
     def get_tool_calls_from_response(
-        self, response: ChatResponse, error_on_no_tool_call: bool = True
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
     ) -> list[ToolSelection]:
-        """The tool calls a response asks for (``message.additional_kwargs['tool_calls']``, OpenAI shape)."""
+        """The tool calls a response asks for (``message.additional_kwargs['tool_calls']`` in OpenAI's shape, or
+        ``ToolCallBlock``s). Null or non-JSON arguments read as ``{}``. Override it to read your provider's format:
+        ``predict_and_call`` uses it."""
         from llmkit.calling import tool_selections
 
         selections = tool_selections(response)
         if not selections and error_on_no_tool_call:
-            raise ToolCallError(f"Expected at least one tool call, got: {response.text[:200]!r}")
+            raise ToolCallError(f"Expected at least one tool call, but got 0 tool calls: {response.text[:200]!r}")
         return selections
 
     def predict_and_call(
         self,
-        tools: list[BaseTool],
+        tools: Sequence[BaseTool],
         user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
         verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        error_on_no_tool_call: bool = True,
+        error_on_tool_error: bool = False,
         **kwargs: Any,
     ) -> AgentChatResponse:
         """Predict and call the tool: native tool calls where the model has them, a ReAct text loop otherwise.
 
+        A tool that raises, or arguments it does not take, give an output with ``is_error=True`` (or, with
+        ``error_on_tool_error``, a :class:`~llmkit.errors.ToolCallError`). A function-calling model that calls no
+        tool is an error unless ``error_on_no_tool_call=False`` (then its answer is the response).
+
         Example:
-            >>> from llmkit import MockLLM, FunctionTool
+            >>> from llmkit import ScriptedLLM, FunctionTool
             >>> def add(a: int, b: int) -> int:
             ...     '''Add two integers.'''
             ...     return a + b
-            >>> MockLLM().predict_and_call([FunctionTool.from_defaults(add)], "What is 1 + 2?").sources[0].tool_name
+            >>> ScriptedLLM().predict_and_call([FunctionTool.from_defaults(add)], "What is 1 + 2?").sources[0].tool_name
             'add'
         """
-        from llmkit.calling import call_steps, run_tool_calls
+        from llmkit.calling import agent_response, conversation, react_steps, run_tools
 
-        steps = call_steps(self, tools, user_msg, chat_history, verbose, kwargs)
-        selections_or_answer = run_steps(steps, self.chat)
-        return run_tool_calls(tools, selections_or_answer, verbose)
+        if self.capabilities.tool_calling:
+            response = self.chat_with_tools(tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs)
+            selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
+            outputs = run_tools(tools, selections, verbose)
+            answer = response.message.content or ""
+            return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
+        steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
+        result = run_steps(steps, self.chat)
+        if isinstance(result, str):
+            return agent_response([], result, error_on_tool_error)
+        return agent_response(run_tools(tools, result, verbose), "", error_on_tool_error)
 
     async def apredict_and_call(
         self,
-        tools: list[BaseTool],
+        tools: Sequence[BaseTool],
         user_msg: str | ChatMessage | None = None,
-        chat_history: list[ChatMessage] | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
         verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        error_on_no_tool_call: bool = True,
+        error_on_tool_error: bool = False,
         **kwargs: Any,
     ) -> AgentChatResponse:
         """Async predict and call: parallel tool calls run concurrently."""
-        from llmkit.calling import acall_steps_result, call_steps
+        from llmkit.calling import agent_response, arun_tools, conversation, react_steps
 
-        steps = call_steps(self, tools, user_msg, chat_history, verbose, kwargs)
-        selections_or_answer = await arun_steps(steps, self.achat)
-        return await acall_steps_result(tools, selections_or_answer, verbose)
+        if self.capabilities.tool_calling:
+            response = await self.achat_with_tools(
+                tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs
+            )
+            selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
+            outputs = await arun_tools(tools, selections, verbose)
+            answer = response.message.content or ""
+            return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
+        steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
+        result = await arun_steps(steps, self.achat)
+        if isinstance(result, str):
+            return agent_response([], result, error_on_tool_error)
+        return agent_response(await arun_tools(tools, result, verbose), "", error_on_tool_error)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmkit.errors import TemplateError
-from llmkit.types import ChatMessage, MessageRole
+from llmkit.types import ChatMessage, MessageRole, TextBlock
 
 
 def messages_to_prompt(messages: Sequence[ChatMessage]) -> str:
@@ -181,8 +181,9 @@ class ChatPromptTemplate(BasePromptTemplate):
         out = []
         for message in self.message_templates:
             filled = message.model_copy(deep=True)
-            if message.content is not None:
-                filled.content = _format(message.content, variables, "ChatPromptTemplate")
+            for block in filled.blocks:  # block by block: a message may hold images besides its text
+                if isinstance(block, TextBlock):
+                    block.text = _format(block.text, variables, "ChatPromptTemplate")
             out.append(filled)
         return out
 

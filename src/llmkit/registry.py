@@ -35,14 +35,15 @@ _REGISTRY: dict[str, str | Factory] = {
     "gradient": "llmkit.providers.gradient:base_model_from_spec",
     "gradient-adapter": "llmkit.providers.gradient:adapter_from_spec",
     "litellm": "llmkit.providers.litellm:from_spec",
-    "mock": "llmkit.registry:_mock_from_spec",
+    "mock": "llmkit.registry:_mock_from_spec",  # the scripted test model (responses=[...]), as before MockLLM
+    "scripted": "llmkit.registry:_mock_from_spec",
 }
 
 
 def _mock_from_spec(rest: str, **kwargs: Any) -> LLM:
-    from llmkit.providers.mock import MockLLM
+    from llmkit.providers.mock import ScriptedLLM
 
-    return MockLLM(**kwargs)
+    return ScriptedLLM(**kwargs)
 
 
 ENTRY_POINT_GROUP = "llmkit.providers"

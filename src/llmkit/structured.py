@@ -19,10 +19,10 @@ remembered for that LLM instance (``llm.refuse_structured_mode``), and ``llm.cap
 
 Example:
     >>> from pydantic import BaseModel
-    >>> from llmkit import MockLLM, PromptTemplate
+    >>> from llmkit import ScriptedLLM, PromptTemplate
     >>> class Test(BaseModel):
     ...     name: str
-    >>> MockLLM().structured_predict(Test, PromptTemplate("A name about {topic}"), topic="cats").name
+    >>> ScriptedLLM().structured_predict(Test, PromptTemplate("A name about {topic}"), topic="cats").name
     'string'
 """
 

@@ -5,10 +5,10 @@ system prompt, routing and callbacks apply as for any call), answered with the o
 
 Example:
     >>> from pydantic import BaseModel
-    >>> from llmkit import MockLLM, ChatMessage
+    >>> from llmkit import ScriptedLLM, ChatMessage
     >>> class Song(BaseModel):
     ...     title: str
-    >>> sllm = MockLLM().as_structured_llm(Song)
+    >>> sllm = ScriptedLLM().as_structured_llm(Song)
     >>> sllm.chat([ChatMessage(role="user", content="A song")]).raw
     Song(title='string')
 """

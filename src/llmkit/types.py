@@ -17,10 +17,12 @@ import base64
 import binascii
 import mimetypes
 from enum import StrEnum
+from io import BytesIO, IOBase
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import unquote_to_bytes
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, FilePath, field_serializer, field_validator, model_validator
 
 
 class MessageRole(StrEnum):
@@ -59,6 +61,17 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 
+#: MIME type -> the format name LlamaIndex keeps in ``AudioBlock.format`` (and back).
+_AUDIO_FORMATS = {
+    "audio/mpeg": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/ogg": "ogg",
+    "audio/flac": "flac",
+}
+_AUDIO_MIMES = {"mp3": "audio/mpeg", "wav": "audio/wav", "ogg": "audio/ogg", "flac": "audio/flac", "m4a": "audio/mp4"}
+
+
 def _sniff_mimetype(raw: bytes) -> str | None:
     for magic, mime in _MAGIC:
         if raw.startswith(magic):
@@ -81,23 +94,48 @@ def _as_base64(value: bytes) -> bytes:
     return value
 
 
+def _data_url_bytes(url: str) -> bytes:
+    """The bytes of a ``data:[<mediatype>][;base64],<data>`` URL."""
+    header, sep, payload = url[5:].partition(",")
+    if not sep:
+        raise ValueError("Invalid data URL format: missing comma separator")
+    if header.endswith(";base64"):
+        return base64.b64decode(payload)
+    return unquote_to_bytes(payload)
+
+
+def _data_url_mimetype(url: str) -> str | None:
+    mime = url[5:].partition(",")[0].removesuffix(";base64").split(";", 1)[0]
+    return mime or None
+
+
 class _MediaBlock(BaseModel):
-    """Shared behaviour of the media blocks: data given as bytes, a path or a URL, resolved lazily.
+    """Shared behaviour of the media blocks: data given as bytes, a binary stream (``BytesIO``), a path or a URL
+    (``https:`` or ``data:``), resolved lazily.
 
     Subclasses name their data and MIME-type fields as the reference API does (``image``/``image_mimetype``, ...).
     """
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     _data_field: ClassVar[str]
     _mime_field: ClassVar[str]
     _default_mime: ClassVar[str]
+    _kind: ClassVar[str]
 
-    path: Path | None = None
-    url: str | None = None
+    path: FilePath | None = None
+    url: AnyUrl | str | None = None
+
+    @field_validator("url", mode="after")
+    @classmethod
+    def _url_type(cls, url: AnyUrl | str | None) -> AnyUrl | str | None:
+        # As LlamaIndex: image, audio and video URLs are stored as ``AnyUrl`` (a document's stays a string).
+        return AnyUrl(url) if isinstance(url, str) and cls._kind != "document" else url
 
     @model_validator(mode="after")
     def _normalise(self) -> _MediaBlock:
         data = getattr(self, self._data_field)
-        if data is not None:
+        if isinstance(data, bytes) and data:
             object.__setattr__(self, self._data_field, _as_base64(data))
         if getattr(self, self._mime_field, None) is None:
             object.__setattr__(self, self._mime_field, self._guess_mimetype())
@@ -105,33 +143,59 @@ class _MediaBlock(BaseModel):
 
     def _guess_mimetype(self) -> str | None:
         data = getattr(self, self._data_field)
-        if data is not None:
+        if isinstance(data, bytes) and data:
             return _sniff_mimetype(base64.b64decode(data)[:16])
-        name = str(self.path) if self.path else (self.url or "")
+        if data is not None:
+            return None  # a stream is not read to guess (LlamaIndex neither)
+        name = str(self.path) if self.path else str(self.url or "")
+        if name.startswith("data:"):
+            return _data_url_mimetype(name)
         return mimetypes.guess_type(name.split("?", 1)[0])[0]
+
+    def _raw(self, timeout: float) -> bytes:
+        data = getattr(self, self._data_field)
+        if isinstance(data, IOBase):
+            data.seek(0)
+            raw = data.read()
+            return raw if isinstance(raw, bytes) else str(raw).encode()
+        if data is not None:
+            return base64.b64decode(data)
+        if self.path is not None:
+            return Path(self.path).read_bytes()
+        if self.url is not None:
+            url = str(self.url)
+            if url.startswith("data:"):
+                return _data_url_bytes(url)
+            from llmkit.transport.media import fetch
+
+            return fetch(url, timeout=timeout)
+        raise ValueError(f"{type(self).__name__} has no data, path or url")
 
     def resolve(self, *, as_base64: bool = False, timeout: float = 30.0) -> bytes:
         """Return the media's bytes (raw, or base64-encoded), reading the path or fetching the URL on first use."""
-        data = getattr(self, self._data_field)
-        if data is None:
-            if self.path is not None:
-                raw = self.path.read_bytes()
-            elif self.url is not None:
-                from llmkit.transport.media import fetch
+        raw = self._raw(timeout)
+        return base64.b64encode(raw) if as_base64 else raw
 
-                raw = fetch(self.url, timeout=timeout)
-            else:
-                raise ValueError(f"{type(self).__name__} has no data, path or url")
-            data = base64.b64encode(raw)
-        return data if as_base64 else base64.b64decode(data)
+    def _resolve_buffer(self, as_base64: bool) -> BytesIO:
+        data = getattr(self, self._data_field)
+        if isinstance(data, IOBase) and not as_base64:
+            data.seek(0)
+            return data  # type: ignore[return-value]  # the caller's own stream, as LlamaIndex returns it
+        buffer = BytesIO(self.resolve(as_base64=as_base64))
+        if not buffer.getbuffer().nbytes:
+            raise ValueError(f"resolve_{self._kind} returned zero bytes")
+        return buffer
 
     async def aprefetch(self, *, timeout: float = 30.0) -> None:
         """Fetch the URL now, without blocking the event loop, and keep the bytes in the block (so building a request
         later needs no I/O). Nothing to do when the block has its data or a path."""
         if getattr(self, self._data_field) is None and self.path is None and self.url is not None:
+            url = str(self.url)
+            if url.startswith("data:"):
+                return
             from llmkit.transport.media import afetch
 
-            object.__setattr__(self, self._data_field, base64.b64encode(await afetch(self.url, timeout=timeout)))
+            object.__setattr__(self, self._data_field, base64.b64encode(await afetch(url, timeout=timeout)))
 
     @property
     def mimetype(self) -> str:
@@ -143,6 +207,17 @@ class _MediaBlock(BaseModel):
         """The media as a ``data:`` URL (resolving it if needed)."""
         return f"data:{self.mimetype};base64,{self.resolve(as_base64=True).decode()}"
 
+    def inline_url(self) -> str:
+        """LlamaIndex's name for :meth:`data_url`."""
+        return self.data_url()
+
+    def _serialize_data(self, data: bytes | IOBase | None) -> bytes | None:
+        if isinstance(data, IOBase):
+            data.seek(0)
+            raw = data.read()
+            return raw if isinstance(raw, bytes) else None
+        return data
+
 
 class ImageBlock(_MediaBlock):
     """A representation of image data to directly pass to/from the LLM."""
@@ -150,11 +225,20 @@ class ImageBlock(_MediaBlock):
     _data_field = "image"
     _mime_field = "image_mimetype"
     _default_mime = "image/png"
+    _kind = "image"
 
     block_type: Literal["image"] = "image"
-    image: bytes | None = None
+    image: bytes | IOBase | None = None
     image_mimetype: str | None = None
     detail: str | None = None
+
+    @field_serializer("image")
+    def _dump_image(self, image: bytes | IOBase | None) -> bytes | None:
+        return self._serialize_data(image)
+
+    def resolve_image(self, as_base64: bool = False) -> BytesIO:
+        """The image as a binary stream (base64-encoded if asked); a ``ValueError`` when it is empty."""
+        return self._resolve_buffer(as_base64)
 
 
 class AudioBlock(_MediaBlock):
@@ -163,10 +247,33 @@ class AudioBlock(_MediaBlock):
     _data_field = "audio"
     _mime_field = "format"
     _default_mime = "audio/wav"
+    _kind = "audio"
 
     block_type: Literal["audio"] = "audio"
-    audio: bytes | None = None
+    audio: bytes | IOBase | None = None
+    #: The file format as LlamaIndex names it: an extension such as ``"mp3"`` or ``"wav"``.
     format: str | None = None
+
+    @field_serializer("audio")
+    def _dump_audio(self, audio: bytes | IOBase | None) -> bytes | None:
+        return self._serialize_data(audio)
+
+    def _guess_mimetype(self) -> str | None:
+        mime = super()._guess_mimetype()
+        return _AUDIO_FORMATS.get(mime, mime.split("/")[-1]) if mime else None
+
+    @property
+    def mimetype(self) -> str:
+        """The MIME type of the audio (from ``format``)."""
+        if not self.format:
+            return self._default_mime
+        if "/" in self.format:
+            return self.format
+        return _AUDIO_MIMES.get(self.format, f"audio/{self.format}")
+
+    def resolve_audio(self, as_base64: bool = False) -> BytesIO:
+        """The audio as a binary stream (base64-encoded if asked); a ``ValueError`` when it is empty."""
+        return self._resolve_buffer(as_base64)
 
 
 class VideoBlock(_MediaBlock):
@@ -175,12 +282,21 @@ class VideoBlock(_MediaBlock):
     _data_field = "video"
     _mime_field = "video_mimetype"
     _default_mime = "video/mp4"
+    _kind = "video"
 
     block_type: Literal["video"] = "video"
-    video: bytes | None = None
+    video: bytes | IOBase | None = None
     video_mimetype: str | None = None
     detail: str | None = None
     fps: int | None = None
+
+    @field_serializer("video")
+    def _dump_video(self, video: bytes | IOBase | None) -> bytes | None:
+        return self._serialize_data(video)
+
+    def resolve_video(self, as_base64: bool = False) -> BytesIO:
+        """The video as a binary stream (base64-encoded if asked); a ``ValueError`` when it is empty."""
+        return self._resolve_buffer(as_base64)
 
 
 class DocumentBlock(_MediaBlock):
@@ -189,18 +305,42 @@ class DocumentBlock(_MediaBlock):
     _data_field = "data"
     _mime_field = "document_mimetype"
     _default_mime = "application/pdf"
+    _kind = "document"
 
     block_type: Literal["document"] = "document"
-    data: bytes | None = None
+    data: bytes | IOBase | None = None
+    path: FilePath | str | None = None  # type: ignore[assignment]  # as LlamaIndex: a document path may be a string
+    url: str | None = None  # as LlamaIndex: a document URL stays a string
     title: str | None = None
     document_mimetype: str | None = None
+
+    @model_validator(mode="after")
+    def _default_title(self) -> DocumentBlock:
+        if not self.title:
+            self.title = "input_document"  # LlamaIndex's default
+        return self
+
+    @field_serializer("data")
+    def _dump_data(self, data: bytes | IOBase | None) -> bytes | None:
+        return self._serialize_data(data)
+
+    def resolve_document(self) -> BytesIO:
+        """The document as a binary stream; a ``ValueError`` when it is empty."""
+        return self._resolve_buffer(False)
+
+
+class CacheControl(BaseModel):
+    """How a provider with prompt caching caches: its ``type`` (``"ephemeral"``) and time to live."""
+
+    type: str
+    ttl: str = Field(default="5m")
 
 
 class CachePoint(BaseModel):
     """Marks where a provider with prompt caching may cache the prefix of the conversation."""
 
     block_type: Literal["cache"] = "cache"
-    cache_control: dict[str, Any] = Field(default_factory=lambda: {"type": "ephemeral"})
+    cache_control: CacheControl = Field(default_factory=lambda: CacheControl(type="ephemeral"))
 
 
 class CitableBlock(BaseModel):
@@ -222,8 +362,35 @@ class CitationBlock(BaseModel):
     additional_location_info: dict[str, int] = Field(default_factory=dict)
 
 
+class ThinkingBlock(BaseModel):
+    """The model's reasoning (when the service returns it), kept apart from the answer's text."""
+
+    block_type: Literal["thinking"] = "thinking"
+    content: str | None = Field(default=None, description="The reasoning text, if available.")
+    num_tokens: int | None = Field(default=None, description="Tokens used for reasoning, if known.")
+    additional_information: dict[str, Any] = Field(default_factory=dict, description="Provider extras (signatures).")
+
+
+class ToolCallBlock(BaseModel):
+    """A tool call as a content block: the call's id, the tool's name and its arguments (a dict or raw JSON text)."""
+
+    block_type: Literal["tool_call"] = "tool_call"
+    tool_call_id: str | None = Field(default=None, description="The id of the tool call, if provided.")
+    tool_name: str = Field(description="The name of the called tool.")
+    tool_kwargs: dict[str, Any] | str = Field(default_factory=dict, description="The arguments given to the tool.")
+
+
 ContentBlock = Annotated[
-    TextBlock | ImageBlock | AudioBlock | VideoBlock | DocumentBlock | CachePoint | CitableBlock | CitationBlock,
+    TextBlock
+    | ImageBlock
+    | AudioBlock
+    | VideoBlock
+    | DocumentBlock
+    | CachePoint
+    | CitableBlock
+    | CitationBlock
+    | ThinkingBlock
+    | ToolCallBlock,
     Field(discriminator="block_type"),
 ]
 
@@ -231,13 +398,18 @@ ContentBlock = Annotated[
 class ChatMessage(BaseModel):
     """One chat message: a role, content blocks and provider-specific extras.
 
-    ``content="text"`` is accepted at construction; ``.content`` reads (and sets) the joined text of the blocks.
+    ``content="text"`` (or a list of blocks) is accepted at construction, and, as in LlamaIndex, it replaces any
+    ``blocks`` given with it. ``.content`` reads the joined text of the text blocks; setting it replaces the text of a
+    message that has at most one block, a text block (a message with other blocks raises ``ValueError``: edit
+    ``.blocks``).
 
     Example:
         >>> m = ChatMessage(role="user", content="Hi")
         >>> m.content = "Hello"
         >>> m.blocks
         [TextBlock(block_type='text', text='Hello')]
+        >>> str(m)
+        'user: Hello'
     """
 
     role: MessageRole = MessageRole.USER
@@ -250,11 +422,12 @@ class ChatMessage(BaseModel):
         if isinstance(data, dict) and "content" in data:
             data = dict(data)
             content = data.pop("content")
-            if content is not None and not data.get("blocks"):
-                if isinstance(content, str):
-                    data["blocks"] = [TextBlock(text=content)]
-                else:
-                    data["blocks"] = list(content)
+            if isinstance(content, str):
+                data["blocks"] = [TextBlock(text=content)]
+            elif isinstance(content, list):
+                data["blocks"] = list(content)
+            elif content is not None:
+                raise ValueError(f"ChatMessage content must be a str or a list of blocks, not {type(content).__name__}")
         return data
 
     def __init__(self, /, content: Any = None, **data: Any) -> None:
@@ -270,8 +443,10 @@ class ChatMessage(BaseModel):
 
     @content.setter
     def content(self, value: str | None) -> None:
-        others: list[ContentBlock] = [b for b in self.blocks if not isinstance(b, TextBlock)]
-        self.blocks = others if value is None else [TextBlock(text=value), *others]
+        blocks = self.blocks
+        if len(blocks) > 1 or (blocks and not isinstance(blocks[0], TextBlock)):
+            raise ValueError("ChatMessage contains multiple blocks, use 'ChatMessage.blocks' instead.")
+        self.blocks = [] if value is None else [TextBlock(text=value)]
 
     @classmethod
     def from_str(cls, content: str, role: MessageRole | str = MessageRole.USER, **kwargs: Any) -> ChatMessage:
@@ -279,7 +454,50 @@ class ChatMessage(BaseModel):
         return cls(role=MessageRole(role), blocks=[TextBlock(text=content)], **kwargs)
 
     def __str__(self) -> str:
-        return f"{self.role.value}: {self.content or ''}"
+        return f"{self.role.value}: {self.content}"
+
+
+def as_messages(messages: Any) -> list[ChatMessage]:
+    """What a chat call was given, as messages: a ``str`` is one user message, a :class:`ChatMessage` is itself, and a
+    sequence holds messages or dicts (``{"role": "user", "content": "Hi"}``, validated into ChatMessage).
+
+    Example:
+        >>> as_messages([{"role": "system", "content": "Be brief."}, "Hi"])[1].content
+        'Hi'
+    """
+    if isinstance(messages, str):
+        return [ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text=messages)])]
+    if isinstance(messages, ChatMessage):
+        return [messages]
+    if isinstance(messages, dict) or not hasattr(messages, "__iter__"):
+        raise _input_error(
+            f"messages must be a list of ChatMessage (or a str, or role/content dicts), not {messages!r:.80}"
+        )
+    out = list(messages)
+    for index, message in enumerate(out):
+        if type(message) is not ChatMessage and not isinstance(message, ChatMessage):
+            out[index] = _as_message(message, index)
+    return out
+
+
+def _as_message(message: Any, index: int) -> ChatMessage:
+    if isinstance(message, dict):
+        try:
+            return ChatMessage.model_validate(message)
+        except ValueError as exc:
+            raise _input_error(f"messages[{index}] is not a valid message: {exc}") from None
+    if isinstance(message, str):
+        return ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text=message)])
+    raise _input_error(
+        f"messages[{index}] must be a ChatMessage or a dict like {{'role': 'user', 'content': '...'}}, "
+        f"not {type(message).__name__}"
+    )
+
+
+def _input_error(message: str) -> Exception:
+    from llmkit.errors import InputError
+
+    return InputError(message)
 
 
 class LogProb(BaseModel):
@@ -308,7 +526,8 @@ class Usage(BaseModel):
 class ChatResponse(BaseModel):
     """Chat response: the message, the raw reply, the streamed ``delta`` and the token logprobs.
 
-    ``str(response)`` and ``response.content`` give the text.
+    ``response.content`` (or ``.text``) gives the text; ``str(response)`` is the message's ``"assistant: text"``, as in
+    LlamaIndex.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -331,7 +550,7 @@ class ChatResponse(BaseModel):
         return self.message.content or ""
 
     def __str__(self) -> str:
-        return self.text
+        return str(self.message)
 
 
 class CompletionResponse(BaseModel):

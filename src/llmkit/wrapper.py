@@ -13,13 +13,13 @@ Metadata, capabilities (and what the service turns out to refuse), ``close``/``a
 built on the endpoints (``predict``, ``structured_predict``, ``predict_and_call``...) goes through the hooks.
 
 Example:
-    >>> from llmkit import ChatMessage, MockLLM
+    >>> from llmkit import ChatMessage, ScriptedLLM
     >>> from llmkit.wrapper import LLMCall, WrapperLLM
     >>> class Shouting(WrapperLLM):
     ...     def _call(self, call: LLMCall):
     ...         response = call.invoke(self.llm)
     ...         return response.model_copy(update={"text": response.text.upper()}) if call.prompt else response
-    >>> Shouting(llm=MockLLM()).complete("hello").text
+    >>> Shouting(llm=ScriptedLLM()).complete("hello").text
     'HELLO'
 """
 
@@ -35,13 +35,15 @@ from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError
 from llmkit.llm import (
     LLM,
+    NO_PROMPT,
     ChatResponseAsyncGen,
     ChatResponseGen,
     CompletionResponseAsyncGen,
     CompletionResponseGen,
+    require_prompt,
 )
 from llmkit.structured import PydanticProgramMode
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, as_messages
 
 Response = ChatResponse | CompletionResponse
 
@@ -63,12 +65,12 @@ class LLMCall:
     @classmethod
     def chat(cls, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> LLMCall:
         """A ``chat`` call."""
-        return cls("chat", messages=tuple(messages), kwargs=kwargs)
+        return cls("chat", messages=tuple(as_messages(messages)), kwargs=kwargs)
 
     @classmethod
     def complete(cls, prompt: str, formatted: bool, kwargs: dict[str, Any]) -> LLMCall:
         """A ``complete`` call."""
-        return cls("complete", prompt=prompt, formatted=formatted, kwargs=kwargs)
+        return cls("complete", prompt=require_prompt(prompt), formatted=formatted, kwargs=kwargs)
 
     @property
     def is_chat(self) -> bool:
@@ -172,25 +174,27 @@ class WrapperLLM(LLM):
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         return cast(ChatResponse, self._call(LLMCall.chat(messages, kwargs)))
 
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+    def complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         return cast(CompletionResponse, self._call(LLMCall.complete(prompt, formatted, kwargs)))
 
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         return cast(ChatResponseGen, self._stream(LLMCall.chat(messages, kwargs)))
 
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+    def stream_complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         return cast(CompletionResponseGen, self._stream(LLMCall.complete(prompt, formatted, kwargs)))
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         return cast(ChatResponse, await self._acall(LLMCall.chat(messages, kwargs)))
 
-    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+    async def acomplete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         return cast(CompletionResponse, await self._acall(LLMCall.complete(prompt, formatted, kwargs)))
 
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         return cast(ChatResponseAsyncGen, await self._astream(LLMCall.chat(messages, kwargs)))
 
-    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(
+        self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
         return cast(CompletionResponseAsyncGen, await self._astream(LLMCall.complete(prompt, formatted, kwargs)))
 
 

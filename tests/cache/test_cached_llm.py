@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from llmkit import CallbackManager, ChatMessage, MockLLM, PromptTemplate
+from llmkit import CallbackManager, ChatMessage, PromptTemplate, ScriptedLLM
 from llmkit.cache import Cache, CachedLLM, CacheStats, CacheWarning, MemoryCache, SQLiteCache
 from llmkit.callbacks import CallbackHandler, LLMEvent
 from llmkit.errors import CacheError, StreamError
@@ -230,7 +230,7 @@ class Recorder(CallbackHandler):
 
 def test_hits_are_visible_to_the_wrapped_llms_callbacks() -> None:
     recorder = Recorder()
-    llm = MockLLM(callback_manager=CallbackManager([recorder]))
+    llm = ScriptedLLM(callback_manager=CallbackManager([recorder]))
     cached = llm.with_cache(MemoryCache())
     cached.chat(Q)
     cached.chat(Q)
@@ -279,9 +279,9 @@ class BrokenStore(Cache):
 
 def test_a_failing_store_raises_or_warns_and_passes_through() -> None:
     with pytest.raises(CacheError, match="store is down"):
-        MockLLM().with_cache(BrokenStore()).chat(Q)
+        ScriptedLLM().with_cache(BrokenStore()).chat(Q)
     with pytest.warns(CacheWarning, match="uncached"):
-        response = MockLLM().with_cache(BrokenStore(), on_error="warn").chat(Q)
+        response = ScriptedLLM().with_cache(BrokenStore(), on_error="warn").chat(Q)
     assert response.message.content
 
 
@@ -310,7 +310,7 @@ def test_the_on_disk_cache_persists_across_instances(
 
 def test_the_default_store_is_the_on_disk_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMKIT_CACHE_DIR", str(tmp_path))
-    cached = MockLLM().with_cache()
+    cached = ScriptedLLM().with_cache()
     cached.complete("hi")
     assert isinstance(cached.cache, SQLiteCache)
     assert (tmp_path / "responses.sqlite").exists()
@@ -332,6 +332,6 @@ def test_the_embedded_model_is_cached_with_its_settings(local_llm: Any) -> None:
 
 
 def test_cached_llm_passes_the_wrapper_conformance_of_the_wrapped_model() -> None:
-    cached = CachedLLM(llm=MockLLM(), cache=MemoryCache())
+    cached = CachedLLM(llm=ScriptedLLM(), cache=MemoryCache())
     assert cached.metadata == cached.llm.metadata
     assert cached.capabilities == cached.llm.capabilities

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from llmkit import ChatMessage, ImageBlock, MockLLM, TextBlock
+from llmkit import ChatMessage, ImageBlock, ScriptedLLM, TextBlock
 from llmkit.cache.key import Uncacheable, request_key
 from llmkit.providers.function import FunctionLLM
 from llmkit.providers.openai import OpenAILike
@@ -25,7 +25,7 @@ def server(**settings: Any) -> OpenAILike:
 
 
 def test_argument_and_dict_order_do_not_matter() -> None:
-    llm = MockLLM()
+    llm = ScriptedLLM()
     assert key(llm, temperature=0, top_p=1) == key(llm, top_p=1, temperature=0)
     assert key(llm, extra_body={"a": 1, "b": 2}) == key(llm, extra_body={"b": 2, "a": 1})
 
@@ -49,7 +49,7 @@ def test_keys_timeouts_retries_and_headers_are_not_in_the_key() -> None:
 
 
 def test_bytes_are_keyed_by_digest() -> None:
-    llm = MockLLM()
+    llm = ScriptedLLM()
     image = ChatMessage(blocks=[TextBlock(text="what is it?"), ImageBlock(image=b"\x89PNG" + b"0" * 10_000)])
     other = ChatMessage(blocks=[TextBlock(text="what is it?"), ImageBlock(image=b"\x89PNG" + b"1" * 10_000)])
     assert key(llm, [image]) == key(llm, [image.model_copy(deep=True)])
@@ -63,7 +63,7 @@ def test_tools_and_output_classes_by_schema() -> None:
     class Receipt(BaseModel):
         total: int
 
-    llm = MockLLM()
+    llm = ScriptedLLM()
     assert key(llm, output_cls=Invoice) != key(llm, output_cls=Receipt)
     assert key(llm, output_cls=Invoice) == key(llm, output_cls=Invoice)
 
@@ -77,9 +77,9 @@ def test_functions_by_code_so_two_lambdas_never_share_answers() -> None:
 
 def test_an_argument_without_canonical_form_is_uncacheable() -> None:
     with pytest.raises(Uncacheable):
-        key(MockLLM(), handle=object())
+        key(ScriptedLLM(), handle=object())
 
 
 def test_secrets_never_reach_the_key_input() -> None:
     # A SecretStr among the arguments is dropped, never hashed in clear (the digest could be brute-forced).
-    assert key(MockLLM(), token=SecretStr("a")) == key(MockLLM(), token=SecretStr("b"))
+    assert key(ScriptedLLM(), token=SecretStr("a")) == key(ScriptedLLM(), token=SecretStr("b"))

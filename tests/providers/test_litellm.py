@@ -175,3 +175,21 @@ def test_create_spec(llama_server: str) -> None:
     llm = create("litellm/openai/smollm2", api_base=llama_server, api_key="none", max_tokens=8)
     assert isinstance(llm, LiteLLM)
     assert llm.model == "openai/smollm2"
+
+
+def test_litellm_keywords_are_kept_and_reach_litellm(fault_server: FaultServer) -> None:
+    """Issue #14.6: keywords LiteLLM has no field for (``custom_llm_provider``, ``extra_headers``) are kept in
+    ``additional_kwargs`` and passed to litellm: a model named without its provider prefix only reaches the server
+    through ``custom_llm_provider="openai"``, and the header only arrives through ``extra_headers``."""
+    test_id = uuid.uuid4().hex
+    llm = LiteLLM(
+        model="ok",
+        custom_llm_provider="openai",
+        extra_headers={"x-test-id": test_id},
+        api_base=fault_server.url,
+        api_key="sk-test",
+        max_retries=0,
+    )
+    assert llm.additional_kwargs == {"custom_llm_provider": "openai", "extra_headers": {"x-test-id": test_id}}
+    assert llm.chat("hi").message.content == "ok"
+    assert attempts(fault_server, test_id) == 1

@@ -1,4 +1,5 @@
-"""MockLLM's schema-valid instances: recursive models end, constrained fields get valid values, the log is bounded."""
+"""ScriptedLLM's schema-valid instances: recursive models end, constrained fields get valid values, the log is
+bounded."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal, Optional
 import pytest
 from pydantic import BaseModel, Field
 
-from llmkit import ChatMessage, MockLLM, PromptTemplate
+from llmkit import ChatMessage, PromptTemplate, ScriptedLLM
 from llmkit.errors import ConfigurationError
 
 
@@ -35,7 +36,7 @@ class Constrained(BaseModel):
 
 @pytest.mark.parametrize("cls", [Node, Tree, Constrained])
 def test_instances_validate(cls: type[BaseModel]) -> None:
-    result = MockLLM().structured_predict(cls, PromptTemplate("x"))
+    result = ScriptedLLM().structured_predict(cls, PromptTemplate("x"))
     assert isinstance(result, cls)
 
 
@@ -45,11 +46,11 @@ class Impossible(BaseModel):
 
 def test_a_schema_without_finite_instances_is_a_typed_error() -> None:
     with pytest.raises(ConfigurationError, match="finite instance"):
-        MockLLM().structured_predict(Impossible, PromptTemplate("x"))
+        ScriptedLLM().structured_predict(Impossible, PromptTemplate("x"))
 
 
 def test_the_request_log_is_bounded() -> None:
-    llm = MockLLM()
+    llm = ScriptedLLM()
     for _ in range(1500):
         llm.chat([ChatMessage(role="user", content="hi")])
     assert len(llm.requests) == 1000

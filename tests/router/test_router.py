@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llmkit import ChatMessage, MockLLM, OpenAILike
+from llmkit import ChatMessage, OpenAILike, ScriptedLLM
 from llmkit.callbacks import AttemptEvent, CallbackHandler, CallbackManager
 from llmkit.errors import BadRequestError, NoDeploymentAvailableError, StreamError
 from llmkit.providers.function import FunctionLLM
@@ -219,8 +219,8 @@ def test_local_rpm_and_parallel_limits() -> None:
 
 
 def test_router_passes_the_conformance_suite() -> None:
-    routed = conformance(Router(groups={"g": [MockLLM(system_prompt="Be brief.")]}))
-    bare = conformance(MockLLM(system_prompt="Be brief."))
+    routed = conformance(Router(groups={"g": [ScriptedLLM(system_prompt="Be brief.")]}))
+    bare = conformance(ScriptedLLM(system_prompt="Be brief."))
     assert routed.pop("metadata")["model_name"] == "g"  # the router names the group it serves
     bare.pop("metadata")
     assert routed == bare
@@ -311,7 +311,7 @@ def test_unreachable_redis_is_a_typed_error() -> None:
     pytest.importorskip("redis", reason="the 'redis' extra is not installed: pip install 'llmkit[redis]'")
     from llmkit.errors import RouterStateError
 
-    router = Router(groups={"g": [MockLLM()]}, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    router = Router(groups={"g": [ScriptedLLM()]}, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(RouterStateError, match="redis-server is running"):
         router.chat(HI)
 

@@ -35,6 +35,7 @@ from llmkit.capabilities import Capabilities
 from llmkit.errors import BadRequestError, ConfigurationError, UsageError, missing_extra
 from llmkit.llm import LLM
 from llmkit.structured import PydanticProgramMode
+from llmkit.tools import as_tool_metadata
 from llmkit.types import (
     ChatMessage,
     ChatResponse,
@@ -308,7 +309,7 @@ def _stop_processor(stop: threading.Event, eos: int) -> Any:
 
 def _tool_schema(tools: Sequence[Any], choice: Any) -> dict[str, Any]:
     """A JSON schema whose instances are exactly the valid calls of the allowed tools."""
-    allowed = [getattr(t, "metadata", t) for t in tools]
+    allowed = [as_tool_metadata(t) for t in tools]
     if isinstance(choice, str) and choice not in ("auto", "required"):
         allowed = [m for m in allowed if m.name == choice] or allowed
     options: list[dict[str, Any]] = []
@@ -333,7 +334,7 @@ def _tool_schema(tools: Sequence[Any], choice: Any) -> dict[str, Any]:
 def _tool_instruction(tools: Sequence[Any]) -> str:
     lines = ['Call one of these tools by answering with JSON {"name": ..., "arguments": {...}}:']
     for tool in tools:
-        meta = getattr(tool, "metadata", tool)
+        meta = as_tool_metadata(tool)
         lines.append(f"- {meta.name}: {meta.description} Arguments: {json.dumps(meta.get_parameters_dict())}")
     return "\n".join(lines)
 

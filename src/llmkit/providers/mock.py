@@ -1,34 +1,49 @@
-"""MockLLM: a deterministic LLM for your own tests.
+"""ScriptedLLM: a deterministic LLM for your own tests.
 
 It answers with scripted replies (in order, then cycling) or echoes the last user message; it streams word by word;
 asked for structured output or a tool call, it produces a schema-valid instance or valid arguments generated from the
 JSON schema.
 
 Example:
-    >>> from llmkit import MockLLM
-    >>> llm = MockLLM(responses=["one", "two"])
+    >>> from llmkit import ScriptedLLM
+    >>> llm = ScriptedLLM(responses=["one", "two"])
     >>> [llm.complete("x").text for _ in range(3)]
     ['one', 'two', 'one']
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
 import re
 import threading
+import uuid
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr
 
 from llmkit.capabilities import Capabilities
+from llmkit.custom import CustomLLM, llm_completion_callback
 from llmkit.errors import ConfigurationError
-from llmkit.llm import LLM
+from llmkit.llm import LLM, NO_PROMPT, CompletionResponseGen
 from llmkit.structured import PydanticProgramMode
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, LLMMetadata, MessageRole, Usage
+from llmkit.tools import ToolSelection, as_tool_metadata
+from llmkit.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+    Usage,
+    _MediaBlock,
+)
 
 #: How deep recursive schemas are followed before optional parts (empty lists, non-recursive options) are chosen.
 _RECURSION_DEPTH = 3
@@ -45,7 +60,7 @@ def example_from_schema(schema: dict[str, Any], root: dict[str, Any] | None = No
         4
     """
     if depth > _MAX_DEPTH:
-        raise ConfigurationError("MockLLM cannot build a finite instance of this schema: a required field recurses")
+        raise ConfigurationError("ScriptedLLM cannot build a finite instance of this schema: a required field recurses")
     root = root if root is not None else schema
     deeper = depth + 1
     if "$ref" in schema:
@@ -155,8 +170,60 @@ def _example_string(schema: dict[str, Any]) -> str:
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
-class MockLLM(LLM):
-    """A deterministic, offline LLM for tests.
+class MockLLM(CustomLLM):
+    """LlamaIndex's ``MockLLM``: a completion model that echoes the prompt, or answers ``max_tokens`` times
+    ``"text"``. ``chat`` echoes the conversation as ``messages_to_prompt`` formats it.
+
+    Example:
+        >>> MockLLM().chat([ChatMessage(role="user", content="hi")]).message.content
+        'user: hi\\nassistant: '
+        >>> [r.delta for r in MockLLM(max_tokens=2).stream_complete("x")]
+        ['text ', 'text']
+    """
+
+    max_tokens: int | None = None
+    is_chat_model: bool = False
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MockLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(num_output=self.max_tokens or -1, is_chat_model=self.is_chat_model)
+
+    @staticmethod
+    def _generate_text(length: int) -> str:
+        return " ".join("text" for _ in range(length))
+
+    @llm_completion_callback()
+    def complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """The prompt itself, or ``max_tokens`` times ``"text"``."""
+        return CompletionResponse(text=self._generate_text(self.max_tokens) if self.max_tokens else prompt)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """The prompt character by character (each chunk's ``text`` is the whole prompt, as in LlamaIndex), or
+        ``max_tokens`` chunks of ``"text "``."""
+        max_tokens = self.max_tokens
+
+        def gen_prompt() -> CompletionResponseGen:
+            if not prompt:
+                yield CompletionResponse(text="", delta="")
+                return
+            for char in prompt:
+                yield CompletionResponse(text=prompt, delta=char)
+
+        def gen_response(count: int) -> CompletionResponseGen:
+            for index in range(count):
+                delta = "text " if index < count - 1 else "text"
+                yield CompletionResponse(text=self._generate_text(index), delta=delta)
+
+        return gen_response(max_tokens) if max_tokens else gen_prompt()
+
+
+class ScriptedLLM(LLM):
+    """A deterministic, offline LLM for tests: scripted replies, schema-valid structured output, valid tool calls.
 
     Args:
         responses: replies to give in order (cycling); none means echo the last user message / the prompt.
@@ -180,7 +247,7 @@ class MockLLM(LLM):
 
     @classmethod
     def class_name(cls) -> str:
-        return "MockLLM"
+        return "ScriptedLLM"
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -216,6 +283,7 @@ class MockLLM(LLM):
         tools = kwargs.get("tools")
         choice = kwargs.get("tool_choice")
         if tools and choice != "none":
+            tools = [as_tool_metadata(t) for t in tools]
             tool = next((t for t in tools if t.name == choice), tools[0])
             arguments = example_from_schema(tool.get_parameters_dict())
             call = {
@@ -267,3 +335,116 @@ class MockLLM(LLM):
         for index, piece in enumerate(pieces):
             so_far += piece
             yield CompletionResponse(text=so_far, delta=piece, usage=full.usage if index == len(pieces) - 1 else None)
+
+
+def _blocks_text(blocks: Sequence[Any]) -> str:
+    """The last message's text as LlamaIndex's function-calling mock echoes it (media as ``<kind>base64</kind>``)."""
+    parts: list[str] = []
+    for block in blocks:
+        if isinstance(block, TextBlock):
+            parts.append(block.text)
+        elif isinstance(block, ThinkingBlock):
+            parts.append(block.content or "")
+        elif isinstance(block, _MediaBlock):
+            data = getattr(block, block._data_field)
+            try:
+                text = base64.b64decode(data).decode() if isinstance(data, bytes) else ""
+            except (ValueError, UnicodeDecodeError):
+                text = ""
+            parts.append(f"<{block.block_type}>{text}</{block.block_type}>")  # type: ignore[attr-defined]
+    return "".join(parts)
+
+
+def _tool_calling_message(messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
+    """Call every tool given, with the defaults of its optional arguments (LlamaIndex's mock does the same)."""
+    if any(m.role is MessageRole.TOOL for m in messages):
+        return ChatMessage(role=MessageRole.ASSISTANT, content="Tool calls complete.")
+    tools = kwargs.get("tools") or []
+    if not tools:
+        return ChatMessage(role=MessageRole.ASSISTANT, content="No tools available.")
+    blocks: list[Any] = []
+    for tool in tools:
+        meta = as_tool_metadata(tool)
+        arguments: dict[str, Any] = {}
+        if meta.fn_schema is not None:
+            for name, info in meta.fn_schema.model_fields.items():
+                if not info.is_required():
+                    arguments[name] = info.get_default(call_default_factory=True)
+        blocks.append(ToolCallBlock(tool_call_id=f"mock-tool-call-{uuid.uuid4().hex}", tool_name=meta.name,
+                                    tool_kwargs=arguments))  # fmt: skip
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks)
+
+
+class MockFunctionCallingLLM(LLM):
+    """LlamaIndex's ``MockFunctionCallingLLM``: a function-calling chat model whose answers come from
+    ``response_generator(messages, **kwargs) -> ChatMessage``. By default it calls every tool it is given (optional
+    arguments at their defaults) and otherwise echoes the last message's text (``"<empty>"`` for none).
+
+    Example:
+        >>> from llmkit import FunctionTool
+        >>> def ping(host: str = "localhost") -> str:
+        ...     return f"pong from {host}"
+        >>> MockFunctionCallingLLM().predict_and_call([FunctionTool.from_defaults(ping)], "go").response
+        'pong from localhost'
+    """
+
+    is_chat_model: bool = False
+    response_generator: Callable[..., ChatMessage] | None = Field(default=None, exclude=True)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "MockFunctionCallingLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(is_function_calling_model=True, is_chat_model=self.is_chat_model)
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(chat=True, completion=True, tool_calling=True)
+
+    # Both families are its own whatever is_chat_model says: chat answers from the generator, complete echoes.
+    def _chat_via_completion(self) -> bool:
+        return False
+
+    def _completion_via_chat(self) -> bool:
+        return False
+
+    def _default_message(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
+        if kwargs.get("tools") or any(m.role is MessageRole.TOOL for m in messages):
+            return _tool_calling_message(messages, **kwargs)
+        content = _blocks_text(messages[-1].blocks) if messages else ""
+        return ChatMessage(role=MessageRole.ASSISTANT, content=content or "<empty>")
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        generate = self.response_generator or self._default_message
+        message = generate(messages, **kwargs)
+        content = message.content or ""
+        return ChatResponse(message=message, delta=content, raw={"content": content})
+
+    def _complete(self, prompt: str, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text=prompt)
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: Sequence[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        from llmkit.calling import conversation
+
+        return {"messages": conversation(user_msg, chat_history), "tools": list(tools)}
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = False, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The calls of a response; none is never an error here (LlamaIndex's mock ignores the flag too)."""
+        return super().get_tool_calls_from_response(response, error_on_no_tool_call=False)
+
+    def _validate_chat_with_tools_response(
+        self, response: ChatResponse, tools: Sequence[Any], allow_parallel_tool_calls: bool = False, **kwargs: Any
+    ) -> ChatResponse:
+        return response  # every call the generator made, as LlamaIndex's mock keeps them

@@ -24,9 +24,9 @@ Every attempt is reported to the router's callbacks (``on_attempt``). Limits (rp
 cooldowns are local, or shared by every process using the same ``redis_url``.
 
 Example:
-    >>> from llmkit import ChatMessage, MockLLM
+    >>> from llmkit import ChatMessage, ScriptedLLM
     >>> from llmkit.router import Router
-    >>> router = Router(groups={"fast": [MockLLM(responses=["hi"])], "smart": [MockLLM(responses=["hello"])]})
+    >>> router = Router(groups={"fast": [ScriptedLLM(responses=["hi"])], "smart": [ScriptedLLM(responses=["hello"])]})
     >>> router.chat([ChatMessage(role="user", content="x")], model="smart").message.content
     'hello'
 """

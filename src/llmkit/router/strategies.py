@@ -2,10 +2,10 @@
 ``(deployments, state) -> ordered deployments`` works.
 
 Example:
-    >>> from llmkit import MockLLM
+    >>> from llmkit import ScriptedLLM
     >>> from llmkit.router.deployment import Deployment
     >>> from llmkit.router.state import LocalState
-    >>> a, b = Deployment(MockLLM(), name="a"), Deployment(MockLLM(), name="b")
+    >>> a, b = Deployment(ScriptedLLM(), name="a"), Deployment(ScriptedLLM(), name="b")
     >>> [d.name for d in least_busy([a, b], LocalState())]
     ['a', 'b']
 """

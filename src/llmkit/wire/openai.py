@@ -109,15 +109,11 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
 
 
 def _tool_spec(tool: Any) -> dict[str, Any]:
-    if isinstance(tool, dict):
+    if isinstance(tool, dict) and "function" in tool:
         return tool  # already OpenAI's shape
-    if callable(tool) and not hasattr(tool, "metadata") and not hasattr(tool, "to_openai_tool"):
-        from llmkit.tools import FunctionTool  # a plain function is a tool too
+    from llmkit.tools import as_tool_metadata
 
-        tool = FunctionTool.from_defaults(tool)
-    metadata = getattr(tool, "metadata", tool)
-    spec: dict[str, Any] = metadata.to_openai_tool()
-    return spec
+    return as_tool_metadata(tool).to_openai_tool(skip_length_check=True)
 
 
 def tools_body(tools: Sequence[Any] | None, tool_choice: Any = None) -> dict[str, Any]:
