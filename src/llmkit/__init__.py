@@ -56,6 +56,9 @@ _EXPORTS: dict[str, str] = {
     "CallbackManager": "llmkit.callbacks",
     "CallbackHandler": "llmkit.callbacks",
     "TokenCountingHandler": "llmkit.callbacks",
+    "instrument": "llmkit.observability",
+    "uninstrument": "llmkit.observability",
+    "CostTracker": "llmkit.usage",
     # errors
     "LLMError": "llmkit.errors",
     "ConfigurationError": "llmkit.errors",
@@ -130,6 +133,7 @@ if TYPE_CHECKING:
         ToolCallError,
     )
     from llmkit.llm import LLM, BaseLLM
+    from llmkit.observability import instrument, uninstrument
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
     from llmkit.providers.aixplain import AiXplainLLM
     from llmkit.providers.function import FunctionLLM
@@ -141,6 +145,7 @@ if TYPE_CHECKING:
     from llmkit.registry import create, register_provider
     from llmkit.structured import FlexibleModel, PydanticProgramMode
     from llmkit.structured_llm import StructuredLLM
+    from llmkit.usage import CostTracker
     from llmkit.tools import AgentChatResponse, BaseTool, FunctionTool, ToolMetadata, ToolOutput, ToolSelection
     from llmkit.types import (
         AudioBlock,

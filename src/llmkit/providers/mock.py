@@ -182,6 +182,9 @@ class MockLLM(LLM):
     def class_name(cls) -> str:
         return "MockLLM"
 
+    def _provider_name(self) -> str:
+        return "mock"
+
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(
