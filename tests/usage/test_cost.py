@@ -4,6 +4,7 @@ reports usage as OpenAI does (streamed and not); overrides; local models; unknow
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,9 +41,10 @@ def by_hand(model: str) -> Decimal:
 
 
 @pytest.fixture
-def server(usage_server: UsageServer) -> UsageServer:
+def server(usage_server: UsageServer) -> Iterator[UsageServer]:
     usage_server.usage.update(USAGE)
-    return usage_server
+    yield usage_server
+    usage_server.usage.clear()
 
 
 @pytest.fixture(autouse=True)
