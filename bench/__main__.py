@@ -2,7 +2,8 @@
 
 The comparison libraries (openai, litellm, llama-index-core, llama-index-llms-openai-like) are installed into
 ``.bench-venv`` — a separate virtual environment next to ``.venv`` — never as llmkit dependencies. llmkit goes in
-editable, with its ``local``, ``otel`` and ``cost`` extras (pip's wheel cache keeps the llama-cpp-python build) and the embedded model.
+editable, with its ``local``, ``otel`` and ``cost`` extras (pip's wheel cache keeps the llama-cpp-python
+build) and the embedded model.
 
 Options after ``--`` go to :mod:`bench.report` (``python -m bench -- --calls 200 --no-write``).
 """

@@ -107,3 +107,36 @@ def test_an_interactive_session_survives_a_failed_turn(
     out, err = capsys.readouterr()
     assert "upstream down" in err
     assert out.splitlines() == ["seen 1", "seen 3"]  # the failed turn left the history as it was
+
+
+def test_chat_usage_prints_tokens_cost_and_time(usage_server: Any) -> None:
+    pytest.importorskip("genai_prices", reason="prices need the 'cost' extra: pip install 'llmkit[cost]'")
+    env = {**__import__("os").environ, "OPENAI_API_KEY": "sk-test"}
+    args = ["chat", "Capital of France?", "--model", "openai/gpt-4o", "--api-base", usage_server.url, "--usage"]
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "tokens" not in result.stdout
+    # gpt-4o: 1,000 uncached input at $2.50, 200 cached at $1.25, 300 output at $10 per million.
+    assert "tokens: 1200 in (200 cached), 300 out | cost: $0.00575 | time: " in result.stderr
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmkit.cli",
+            "chat",
+            "hi",
+            "--model",
+            "openai-like/house",
+            "--api-base",
+            usage_server.url,
+            "--usage",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 0, unknown.stderr
+    assert "cost: unknown (no price for provider 'openai_compatible'" in unknown.stderr

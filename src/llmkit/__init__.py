@@ -145,7 +145,6 @@ if TYPE_CHECKING:
     from llmkit.registry import create, register_provider
     from llmkit.structured import FlexibleModel, PydanticProgramMode
     from llmkit.structured_llm import StructuredLLM
-    from llmkit.usage import CostTracker
     from llmkit.tools import AgentChatResponse, BaseTool, FunctionTool, ToolMetadata, ToolOutput, ToolSelection
     from llmkit.types import (
         AudioBlock,
@@ -164,4 +163,5 @@ if TYPE_CHECKING:
         Usage,
         VideoBlock,
     )
+    from llmkit.usage import CostTracker
     from llmkit.wrapper import LLMCall, WrapperLLM

@@ -126,6 +126,7 @@ class LLMEvent:
     error: BaseException | None = None
     retries: list[RetryEvent] = field(default_factory=list)
     scratch: dict[Any, Any] = field(default_factory=dict)
+    _cost: Cost | None = field(default=None, init=False, repr=False)
 
     @property
     def elapsed(self) -> float:
@@ -134,10 +135,13 @@ class LLMEvent:
 
     @property
     def cost(self) -> Cost:
-        """What the call cost (see :mod:`llmkit.usage.cost`): unknown until it ended with a usage."""
-        from llmkit.usage.cost import cost_of
+        """What the call cost (see :mod:`llmkit.usage.cost`): unknown until it ended with a usage. Priced once, however
+        many handlers ask."""
+        if self._cost is None or self.ended_at is None:
+            from llmkit.usage.cost import cost_of
 
-        return cost_of(self.usage)
+            self._cost = cost_of(self.usage)
+        return self._cost
 
 
 @dataclass(eq=False)
@@ -189,7 +193,7 @@ def finish(op: Operation | None, error: BaseException | None = None) -> None:
         handler.on_operation_end(op)
 
 
-class scope:  # noqa: N801 - used like a function: ``with scope(node):``
+class scope:
     """Make ``node`` the current call for the block (calls made inside become its children); None does nothing."""
 
     __slots__ = ("node", "token")
@@ -209,7 +213,7 @@ class scope:  # noqa: N801 - used like a function: ``with scope(node):``
             self.token = None
 
 
-class operation:  # noqa: N801 - a context manager used like a function
+class operation:
     """An operation around a block: ``with operation("structured_predict", llm.callback_manager, output="Song"):``.
 
     The calls made inside are its children; an exception ends it with that error. Nothing happens when nobody

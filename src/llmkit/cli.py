@@ -165,9 +165,12 @@ class _UsageReport:
         if usage.reasoning_tokens:
             parts[0] += f" ({usage.reasoning_tokens} reasoning)"
         if costs and all(cost.known for cost in costs) and len({cost.currency for cost in costs}) == 1:
-            total = sum(cost.amount for cost in costs if cost.amount is not None)
-            currency = costs[0].currency
-            parts.append(f"cost: ${total}" if currency == "USD" else f"cost: {total} {currency}")
+            from decimal import Decimal
+
+            from llmkit.usage.cost import format_amount
+
+            total = sum((cost.amount for cost in costs if cost.amount is not None), Decimal(0))
+            parts.append(f"cost: {format_amount(total, costs[0].currency)}")
         else:
             unknown = next((cost for cost in costs if not cost.known), None)
             parts.append(f"cost: {unknown}" if unknown is not None else "cost: unknown (no call ended)")

@@ -27,6 +27,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from llmkit._steps import arun_steps, run_steps
 from llmkit.callbacks import CallbackManager, LLMEvent, listening, operation
+from llmkit.callbacks import _current as _CURRENT
 from llmkit.capabilities import Capabilities
 from llmkit.errors import ToolCallError, configuration_error
 from llmkit.prompts import BasePromptTemplate
@@ -42,7 +43,6 @@ from llmkit.structured import (
     structured_steps,
 )
 from llmkit.tools import BaseTool, ToolSelection
-from llmkit.callbacks import _current as _CURRENT
 from llmkit.types import (
     ChatMessage,
     ChatResponse,
@@ -422,8 +422,9 @@ class LLM(BaseLLM):
 
     def _event_fields(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         parameters = {}
+        fields = type(self).model_fields  # read only declared fields: a missing attribute costs pydantic an exception
         for name in _PARAMETERS:
-            value = kwargs[name] if name in kwargs else getattr(self, name, None)
+            value = kwargs[name] if name in kwargs else getattr(self, name) if name in fields else None
             if value is not None:
                 parameters[name] = value
         model = kwargs.get("model")
@@ -438,7 +439,8 @@ class LLM(BaseLLM):
         manager = self.callback_manager
         if not manager.handlers and not listening():
             return _Event(self, None, None)  # nobody listens: no event object, no work on the hot path
-        return _Event(self, manager, manager.start(kind, payload, kwargs, self.class_name(), **self._event_fields(kwargs)))
+        event = manager.start(kind, payload, kwargs, self.class_name(), **self._event_fields(kwargs))
+        return _Event(self, manager, event)
 
     def _start(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> LLMEvent | None:
         manager = self.callback_manager

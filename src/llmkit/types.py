@@ -343,10 +343,18 @@ class Usage(BaseModel):
         def add(a: Any, b: Any) -> Any:
             return b if a is None else a if b is None else a + b
 
-        counts = ("prompt_tokens", "completion_tokens", "total_tokens", "cache_read_tokens", "cache_write_tokens",
-                  "reasoning_tokens", "credits")
+        counts = (
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "credits",
+        )
         values = {name: add(getattr(self, name), getattr(other, name)) for name in counts}
-        same = {name: getattr(self, name) for name in ("provider", "model") if getattr(self, name) == getattr(other, name)}
+        shared = ("provider", "model")
+        same = {name: getattr(self, name) for name in shared if getattr(self, name) == getattr(other, name)}
         return Usage(**values, **same)
 
 

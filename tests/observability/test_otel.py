@@ -86,7 +86,8 @@ def test_a_chat_span_follows_the_genai_conventions(otel: Telemetry, usage_server
     llm = OpenAI(model="gpt-4o", api_base=usage_server.url, api_key="sk-test", temperature=0.2, max_tokens=50)
     llm.chat(MESSAGES)
     span = otel.named("chat gpt-4o")
-    assert span.kind is SpanKind.CLIENT and span.parent is None
+    assert span.kind is SpanKind.CLIENT
+    assert span.parent is None
     attributes = dict(span.attributes or {})
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.provider.name"] == "openai"
@@ -103,13 +104,14 @@ def test_a_chat_span_follows_the_genai_conventions(otel: Telemetry, usage_server
     assert "gen_ai.input.messages" not in attributes  # content only when enabled
     # The request carried the span's W3C traceparent.
     assert span.context is not None
-    version, trace_id, span_id, _ = usage_server.requests[-1].headers["traceparent"].split("-")
+    _version, trace_id, span_id, _ = usage_server.requests[-1].headers["traceparent"].split("-")
     assert (int(trace_id, 16), int(span_id, 16)) == (span.context.trace_id, span.context.span_id)
     metrics = otel.metrics()
     tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in metrics["gen_ai.client.token.usage"]}
     assert tokens == {"input": 1200, "output": 300}
     (duration,) = metrics["gen_ai.client.operation.duration"]
-    assert duration.count == 1 and duration.attributes["gen_ai.response.model"] == "gpt-4o"
+    assert duration.count == 1
+    assert duration.attributes["gen_ai.response.model"] == "gpt-4o"
 
 
 def test_a_stream_span_has_the_usage_of_the_last_chunk(otel: Telemetry, usage_server: UsageServer) -> None:
@@ -161,7 +163,8 @@ def test_predict_and_call_nests_its_calls(otel: Telemetry) -> None:
     (root,) = [span for span in otel.spans() if span.parent is None]
     assert root.name == "predict_and_call"
     (chat,) = otel.children(root)
-    assert chat.name.startswith("chat ") and dict(chat.attributes or {})["gen_ai.provider.name"] == "mock"
+    assert chat.name.startswith("chat ")
+    assert dict(chat.attributes or {})["gen_ai.provider.name"] == "mock"
 
 
 def test_each_retry_is_a_child_span_of_its_call(otel: Telemetry, fault_server: FaultServer) -> None:
@@ -199,8 +202,9 @@ def test_a_routed_call_is_a_tree_of_attempts(
 ) -> None:
     bad = OpenAILike(model="always-503", api_base=fault_server.url, retry_policy=FAST_RETRIES)
     good = OpenAI(model="gpt-4o", api_base=usage_server.url, api_key="sk-test")
-    router = Router(groups={"a": [Deployment(bad, name="bad")], "b": [Deployment(good, name="good")]},
-                    fallbacks={"a": ["b"]})
+    router = Router(
+        groups={"a": [Deployment(bad, name="bad")], "b": [Deployment(good, name="good")]}, fallbacks={"a": ["b"]}
+    )
     router.chat(MESSAGES, model="a")
     assert otel.tree() == [
         ["router a", [["router_attempt bad", ["chat always-503"]], ["router_attempt good", ["chat gpt-4o"]]]]
@@ -211,7 +215,8 @@ def test_a_routed_call_is_a_tree_of_attempts(
     assert dict(otel.named("router_attempt good").attributes or {})["llmkit.outcome"] == "ok"
     with pytest.raises(NoDeploymentAvailableError):
         Router(groups={"a": [Deployment(bad, name="bad")]}).chat(MESSAGES)
-    assert otel.spans()[-1].name == "router a" and otel.spans()[-1].status.status_code is StatusCode.ERROR
+    assert otel.spans()[-1].name == "router a"
+    assert otel.spans()[-1].status.status_code is StatusCode.ERROR
 
 
 def test_a_routed_stream_is_a_tree_too(otel: Telemetry, usage_server: UsageServer) -> None:

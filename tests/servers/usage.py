@@ -58,7 +58,9 @@ class UsageHandler(RecordingHandler):
                     "id": "chatcmpl-usage",
                     "object": "chat.completion",
                     "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
                     "usage": self.server.usage_json(model),
                 },
             )

@@ -58,7 +58,10 @@ def test_a_call_costs_what_the_rates_say(server: UsageServer, model: str) -> Non
     response = llm.chat(MESSAGES)
     usage = response.usage
     assert usage is not None
-    assert (usage.prompt_tokens, usage.completion_tokens) == (USAGE[model]["prompt_tokens"], USAGE[model]["completion_tokens"])
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        USAGE[model]["prompt_tokens"],
+        USAGE[model]["completion_tokens"],
+    )
     assert usage.cache_read_tokens == USAGE[model]["cached_tokens"]
     assert usage.reasoning_tokens == USAGE[model].get("reasoning_tokens", 0)
     assert (usage.provider, usage.model) == ("openai", model)
@@ -72,7 +75,8 @@ def test_a_stream_costs_the_same_and_its_usage_is_on_the_last_chunk(server: Usag
     chunks = list(llm.stream_chat(MESSAGES))
     assert server.requests[-1].json()["stream_options"] == {"include_usage": True}
     assert all(chunk.usage is None for chunk in chunks[:-1])
-    assert chunks[-1].usage is not None and chunks[-1].usage.cache_read_tokens == USAGE[model]["cached_tokens"]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.cache_read_tokens == USAGE[model]["cached_tokens"]
     assert chunks[-1].cost.amount == by_hand(model)
 
 
@@ -104,19 +108,24 @@ def test_tiered_prices_use_the_tier_of_the_prompt() -> None:
             "gemini-2.5-pro",
             provider_id="google",
         )
-        assert cost is not None and cost.amount == exact.total_price
+        assert cost is not None
+        assert cost.amount == exact.total_price
     cheap, dear = price(small, "google", "gemini-2.5-pro"), price(large, "google", "gemini-2.5-pro")
-    assert cheap is not None and dear is not None
+    assert cheap is not None
+    assert dear is not None
     assert dear.amount / 300 > cheap.amount  # above 200k tokens every token costs more
 
 
 def test_an_unknown_model_is_unknown_never_zero(server: UsageServer) -> None:
     llm = OpenAI(model="no-such-model-xyz", api_base=server.url, api_key="sk-test")
     cost = llm.chat(MESSAGES).cost
-    assert not cost.known and cost.amount is None
-    assert "no-such-model-xyz" in str(cost) and "set_price" in str(cost)
+    assert not cost.known
+    assert cost.amount is None
+    assert "no-such-model-xyz" in str(cost)
+    assert "set_price" in str(cost)
     generic = OpenAILike(model="gpt-4o", api_base=server.url).chat(MESSAGES).cost
-    assert generic.amount is None and "openai_compatible" in generic.reason
+    assert generic.amount is None
+    assert "openai_compatible" in generic.reason
     assert cost_of(None).reason == "the service reported no usage"
 
 

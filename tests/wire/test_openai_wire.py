@@ -247,11 +247,14 @@ def test_usage_details_from_every_openai_shaped_reply() -> None:
         },
     }
     usage = parse_usage(litellm_body)
-    assert usage is not None and (usage.cache_read_tokens, usage.cache_write_tokens) == (400, 100)
+    assert usage is not None
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (400, 100)
     # llama.cpp's server: the prompt tokens it reused from its cache.
     llama_body = {"usage": {"prompt_tokens": 50, "completion_tokens": 5}, "timings": {"cache_n": 42}}
     usage = parse_usage(llama_body)
-    assert usage is not None and usage.cache_read_tokens == 42 and usage.total_tokens == 55
+    assert usage is not None
+    assert usage.cache_read_tokens == 42
+    assert usage.total_tokens == 55
     with pytest.raises(ResponseParseError):
         parse_usage({"usage": {"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": -1}}})
 
@@ -259,4 +262,5 @@ def test_usage_details_from_every_openai_shaped_reply() -> None:
 def test_stream_chunks_keep_their_finish_reason() -> None:
     parser = ChatStreamParser()
     chunk = parser.feed_chunk({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "length"}]})
-    assert chunk is not None and chunk.additional_kwargs == {"finish_reason": "length"}
+    assert chunk is not None
+    assert chunk.additional_kwargs == {"finish_reason": "length"}

@@ -6,7 +6,8 @@ One span per call (``chat {model}``, kind CLIENT) with ``gen_ai.operation.name``
 transport retry (``retry {n}``, the failed attempt) and a span per operation (``structured_predict``,
 ``predict_and_call``, ``structured_llm``, ``router`` and each ``router_attempt``), so a routed call reads as a tree.
 The metrics ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` are recorded per call. Message
-content is captured only when asked (``capture_content=True`` or ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``).
+content is captured only when asked (``capture_content=True``, or the environment's
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``).
 Outgoing HTTP requests carry the W3C ``traceparent`` of their call's span (or of the active span).
 """
 
@@ -17,7 +18,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from llmkit.callbacks import CallbackHandler, LLMEvent, Operation, RetryEvent
@@ -68,13 +70,15 @@ class OpenTelemetryHandler(CallbackHandler):
     def __init__(
         self,
         tracer_provider: trace.TracerProvider | None = None,
-        meter_provider: metrics.MeterProvider | None = None,
+        meter_provider: otel_metrics.MeterProvider | None = None,
         capture_content: bool | None = None,
+        metrics: bool = True,
     ) -> None:
         from llmkit import __version__
 
+        self.metrics = metrics
         self.tracer = trace.get_tracer("llmkit", __version__, tracer_provider=tracer_provider)
-        meter = metrics.get_meter("llmkit", __version__, meter_provider=meter_provider)
+        meter = otel_metrics.get_meter("llmkit", __version__, meter_provider=meter_provider)
         self.token_usage = meter.create_histogram(
             "gen_ai.client.token.usage",
             unit="{token}",
@@ -166,6 +170,9 @@ class OpenTelemetryHandler(CallbackHandler):
         span = event.scratch.pop(self, None)
         if span is None:
             return
+        if not span.is_recording() and not self.metrics:  # sampled out: nothing to record
+            span.end()
+            return
         response, usage = event.response, event.usage
         attributes: dict[str, Any] = {}
         response_model = usage.model if usage is not None else None
@@ -177,7 +184,8 @@ class OpenTelemetryHandler(CallbackHandler):
         if isinstance(response_model, str) and response_model:
             attributes["gen_ai.response.model"] = response_model
         finish = event.finish_reason or (
-            response.additional_kwargs.get("finish_reason") if isinstance(response, ChatResponse | CompletionResponse)
+            response.additional_kwargs.get("finish_reason")
+            if isinstance(response, ChatResponse | CompletionResponse)
             else None
         )
         if isinstance(finish, str) and finish:
@@ -202,6 +210,8 @@ class OpenTelemetryHandler(CallbackHandler):
             )
         span.set_attributes(attributes)
         span.end()
+        if not self.metrics:
+            return
         metric = self._metric_attributes(event, response_model)
         self.duration.record(event.elapsed, metric)
         if usage is not None:
@@ -216,6 +226,8 @@ class OpenTelemetryHandler(CallbackHandler):
             return
         _fail(span, event.error)
         span.end()
+        if not self.metrics:
+            return
         metric = self._metric_attributes(event, None)
         metric["error.type"] = type(event.error).__qualname__
         self.duration.record(event.elapsed, metric)

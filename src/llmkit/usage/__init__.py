@@ -9,4 +9,14 @@ from __future__ import annotations
 from llmkit.usage.cost import Cost, clear_prices, cost_of, load_prices, price, set_price
 from llmkit.usage.tracker import CostTracker, Totals, attribution
 
-__all__ = ["Cost", "CostTracker", "Totals", "attribution", "clear_prices", "cost_of", "load_prices", "price", "set_price"]
+__all__ = [
+    "Cost",
+    "CostTracker",
+    "Totals",
+    "attribution",
+    "clear_prices",
+    "cost_of",
+    "load_prices",
+    "price",
+    "set_price",
+]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,8 +88,14 @@ class Cost:
     def __str__(self) -> str:
         if self.amount is None:
             return f"unknown ({self.reason})" if self.reason else "unknown"
-        text = f"${self.amount}" if self.currency == "USD" else f"{self.amount} {self.currency}"
+        text = format_amount(self.amount, self.currency)
         return f"{text} ({self.reason})" if self.reason else text
+
+
+def format_amount(amount: Decimal, currency: str = "USD") -> str:
+    """``$0.00575`` for USD, ``0.25 credits`` otherwise: exact, without trailing zeros or an exponent."""
+    text = f"{amount.normalize():f}" if amount else "0"
+    return f"${text}" if currency == "USD" else f"{text} {currency}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +220,31 @@ class _Affine:
 
 _models: dict[tuple[str | None, str], Any] = {}
 _affine: dict[int, _Affine | None] = {}
+_current: dict[tuple[str | None, str], tuple[Any, float]] = {}
+
+
+_available: bool | None = None
 
 
 def genai_prices_available() -> bool:
-    """Whether the price table (package ``genai-prices``, extra ``cost``) is installed."""
-    try:
-        import genai_prices  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the price table (package ``genai-prices``, extra ``cost``) is installed (imported on first ask)."""
+    global _available
+    if _available is None:
+        try:
+            import genai_prices  # noqa: F401
+        except ImportError:
+            _available = False
+        else:
+            _available = True
+    return _available
 
 
 def _table_price(usage: Usage, provider_id: str | None, model: str, when: datetime | None) -> Cost | None:
-    import genai_prices
-    from genai_prices import data_snapshot
-
     key = (provider_id, model)
-    found = _models.get(key)
+    found: Any = _models.get(key)
     if found is None:
+        from genai_prices import data_snapshot
+
         try:
             found = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
         except LookupError:
@@ -239,20 +253,33 @@ def _table_price(usage: Usage, provider_id: str | None, model: str, when: dateti
     if found is False:
         return None
     table_provider, info = found
-    prices = info.get_prices(when or datetime.now(tz=UTC))
-    affine = _affine.get(id(prices), False)
-    if affine is False:
-        affine = _probe(prices, genai_prices)
-        _affine[id(prices)] = affine
+    prices = _current_prices(key, info) if when is None else info.get_prices(when)
+    if id(prices) in _affine:
+        affine = _affine[id(prices)]
+    else:
+        affine = _affine[id(prices)] = _probe(prices)
     if affine is not None:
         spent_in, spent_out = affine.cost(usage)
     else:  # tiered: the exact calculation every time
-        calc = prices.calc_price(_table_usage(genai_prices, usage))
+        calc = prices.calc_price(_table_usage(usage))
         spent_in, spent_out = calc["input_price"], calc["output_price"]
     return Cost(spent_in + spent_out, "USD", spent_in, spent_out, table_provider.id, info.id)
 
 
-def _table_usage(genai_prices: Any, usage: Usage) -> Any:
+def _current_prices(key: tuple[str | None, str], info: Any) -> Any:
+    """The model's price now: dated prices change at most daily, so the choice is kept for a minute."""
+    now = time.monotonic()
+    cached = _current.get(key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    prices = info.get_prices(datetime.now(tz=UTC))
+    _current[key] = (prices, now + 60.0)
+    return prices
+
+
+def _table_usage(usage: Usage) -> Any:
+    import genai_prices
+
     return genai_prices.Usage(
         input_tokens=usage.prompt_tokens or 0,
         cache_read_tokens=usage.cache_read_tokens or None,
@@ -261,7 +288,8 @@ def _table_usage(genai_prices: Any, usage: Usage) -> Any:
     )
 
 
-def _probe(prices: Any, genai_prices: Any) -> _Affine | None:
+def _probe(prices: Any) -> _Affine | None:
+    import genai_prices
     from genai_prices.types import TieredPrices
 
     if any(isinstance(value, TieredPrices) for value in vars(prices).values()):
@@ -320,5 +348,14 @@ def cost_of(usage: Usage | None) -> Cost:
     return Cost(None, provider=provider, model=model, reason=reason)
 
 
-__all__ = ["LOCAL_PROVIDERS", "Cost", "clear_prices", "cost_of", "genai_prices_available", "load_prices", "price",
-           "set_price"]
+__all__ = [
+    "LOCAL_PROVIDERS",
+    "Cost",
+    "clear_prices",
+    "cost_of",
+    "format_amount",
+    "genai_prices_available",
+    "load_prices",
+    "price",
+    "set_price",
+]

@@ -17,7 +17,7 @@ import contextvars
 import threading
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ _attribution: contextvars.ContextVar[tuple[str | None, tuple[str, ...]]] = conte
 )
 
 
-class attribution:  # noqa: N801 - a context manager used like a function
+class attribution:
     """Charge the calls made in the block to ``key`` (a team, a gateway's virtual key) and ``tags``.
 
     Nested blocks keep the outer key unless they name one, and add their tags."""
@@ -52,18 +52,38 @@ class attribution:  # noqa: N801 - a context manager used like a function
 
 @dataclass
 class Totals:
-    """Calls, their summed usage, the known USD cost and aiXplain credits, and how many calls had no known cost."""
+    """Calls, their summed token counts, the known USD cost and aiXplain credits, and how many calls had no known
+    cost. Counts a service did not report add nothing."""
 
     calls: int = 0
     cost: Decimal = Decimal(0)
     credits: Decimal = Decimal(0)
     unknown_cost_calls: int = 0
-    usage: Usage = field(default_factory=Usage)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        """The summed counts as a :class:`~llmkit.types.Usage`."""
+        return Usage(
+            prompt_tokens=self.input_tokens,
+            completion_tokens=self.output_tokens,
+            cache_read_tokens=self.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+        )
 
     def add(self, usage: Usage | None, cost: Cost) -> None:
         self.calls += 1
-        if usage is not None:
-            self.usage = self.usage + usage
+        if usage is not None:  # plain ints: summing Usage models would cost more than the rest of the call
+            self.input_tokens += usage.prompt_tokens or 0
+            self.output_tokens += usage.completion_tokens or 0
+            self.cache_read_tokens += usage.cache_read_tokens or 0
+            self.cache_write_tokens += usage.cache_write_tokens or 0
+            self.reasoning_tokens += usage.reasoning_tokens or 0
         if cost.amount is None:
             self.unknown_cost_calls += 1
         elif cost.currency == "USD":

@@ -411,7 +411,9 @@ class CompletionStreamParser(StreamParser[CompletionResponse]):
         logprobs = parse_logprobs(choice, self.provider) if choice else None
         finish = choice.get("finish_reason") if choice else None
         extra = {"finish_reason": finish} if finish else None
-        return completion_chunk(self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage, additional_kwargs=extra)
+        return completion_chunk(
+            self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage, additional_kwargs=extra
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
