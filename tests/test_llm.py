@@ -224,7 +224,7 @@ def test_create_and_unknown_spec() -> None:
 
 
 def test_import_is_light() -> None:
-    heavy = "('litellm', 'llama_cpp', 'openai', 'httpx', 'pydantic')"
+    heavy = "('litellm', 'llama_cpp', 'openai', 'httpx', 'pydantic', 'opentelemetry', 'genai_prices')"
     code = f"import sys, llmkit; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

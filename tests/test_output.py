@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, RootModel
 from typing_extensions import TypedDict
 
-from llmkit import ChatMessage, MockLLM, OutputTypeError, PromptTemplate, PydanticProgramMode
+from llmkit import ChatMessage, ScriptedLLM, OutputTypeError, PromptTemplate, PydanticProgramMode
 from llmkit.output import output_type
 from llmkit.providers.function import FunctionLLM
 from llmkit.types import ChatResponse, text_message
@@ -110,7 +110,7 @@ def test_a_bare_answer_for_a_non_object_type_is_accepted() -> None:
 def test_mock_llm_gives_schema_valid_instances(
     mode: PydanticProgramMode, target: Any, answer: Any, expected: Any
 ) -> None:
-    llm = MockLLM(pydantic_program_mode=mode, responses=[json.dumps(answer)])
+    llm = ScriptedLLM(pydantic_program_mode=mode, responses=[json.dumps(answer)])
     result = llm.structured_predict(target, PROMPT, topic="x")
     assert output_type(target).adapter.validate_python(result) == result
     if isinstance(target, type) and not hasattr(target, "__required_keys__"):

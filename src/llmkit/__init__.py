@@ -63,6 +63,9 @@ _EXPORTS: dict[str, str] = {
     "CallbackManager": "llmkit.callbacks",
     "CallbackHandler": "llmkit.callbacks",
     "TokenCountingHandler": "llmkit.callbacks",
+    "instrument": "llmkit.observability",
+    "uninstrument": "llmkit.observability",
+    "CostTracker": "llmkit.usage",
     # errors
     "LLMError": "llmkit.errors",
     "ConfigurationError": "llmkit.errors",
@@ -153,6 +156,7 @@ if TYPE_CHECKING:
         ToolCallError,
     )
     from llmkit.llm import LLM, BaseLLM
+    from llmkit.observability import instrument, uninstrument
     from llmkit.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
     from llmkit.providers.aixplain import AiXplainLLM
     from llmkit.providers.function import FunctionLLM
@@ -185,4 +189,5 @@ if TYPE_CHECKING:
         Usage,
         VideoBlock,
     )
+    from llmkit.usage import CostTracker
     from llmkit.wrapper import LLMCall, WrapperLLM

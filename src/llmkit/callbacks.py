@@ -12,33 +12,239 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmkit.types import Usage
 
+if TYPE_CHECKING:
+    from llmkit.usage.cost import Cost
 
-@dataclass
+
+#: The call or operation running now: a chat call made here becomes its child. Set only while someone listens.
+_current: contextvars.ContextVar[LLMEvent | Operation | None] = contextvars.ContextVar("llmkit_call", default=None)
+#: Handlers that see every LLM's calls (``llmkit.instrument()`` adds one).
+_global_handlers: list[CallbackHandler] = []
+#: Functions that add headers to an outgoing request (W3C ``traceparent``), given the current call.
+_header_hooks: list[Callable[[LLMEvent | Operation | None, dict[str, str]], None]] = []
+
+
+def current() -> LLMEvent | Operation | None:
+    """The LLM call or operation running in this context (None when none, or when nobody listens)."""
+    return _current.get()
+
+
+def listening() -> bool:
+    """Whether anyone listens beyond an LLM's own handlers: a global handler, or an enclosing call."""
+    return bool(_global_handlers) or _current.get() is not None
+
+
+def add_global_handler(handler: CallbackHandler) -> None:
+    """Send every LLM's events to ``handler`` too (once, however often it is added)."""
+    if handler not in _global_handlers:
+        _global_handlers.append(handler)
+
+
+def remove_global_handler(handler: CallbackHandler) -> None:
+    """Stop sending every LLM's events to ``handler``."""
+    if handler in _global_handlers:
+        _global_handlers.remove(handler)
+
+
+def add_header_hook(hook: Callable[[LLMEvent | Operation | None, dict[str, str]], None]) -> None:
+    """Let ``hook`` add headers to every outgoing HTTP request (the transport calls it with the current call)."""
+    if hook not in _header_hooks:
+        _header_hooks.append(hook)
+
+
+def remove_header_hook(hook: Callable[[LLMEvent | Operation | None, dict[str, str]], None]) -> None:
+    """Undo :func:`add_header_hook`."""
+    if hook in _header_hooks:
+        _header_hooks.remove(hook)
+
+
+def outgoing_headers(headers: dict[str, str]) -> None:
+    """Add the hooks' headers to ``headers`` (the transport calls this; nothing happens without hooks)."""
+    if _header_hooks:
+        node = _current.get()
+        for hook in _header_hooks:
+            hook(node, headers)
+
+
+def _listeners(own: list[CallbackHandler], parent: LLMEvent | Operation | None) -> tuple[CallbackHandler, ...]:
+    """An event's handlers: its LLM's, its enclosing calls' (a router's handler sees its deployments' calls), and the
+    global ones; each once."""
+    inherited = parent.handlers if parent is not None else tuple(_global_handlers)
+    if not own:
+        return inherited
+    merged = list(own)
+    merged.extend(handler for handler in inherited if handler not in merged)
+    return tuple(merged)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A failed attempt the transport retries: which attempt (from 1), the wait before the next one, the error, and
+    when the attempt started and failed (``time.time_ns()``)."""
+
+    attempt: int
+    delay: float
+    error: BaseException
+    started_ns: int | None = None
+    ended_ns: int = field(default_factory=time.time_ns)
+
+
+@dataclass(eq=False)
 class LLMEvent:
-    """One LLM call as callbacks see it: ``kind`` is ``chat`` or ``complete``, ``payload`` the messages or prompt."""
+    """One LLM call as callbacks see it: ``kind`` is ``chat`` or ``complete``, ``payload`` the messages or prompt.
+
+    ``provider`` and ``model`` name who is called (the model requested), ``parameters`` the sampling settings that
+    apply (temperature, max_tokens...), ``parent`` the enclosing operation or call (None at the top),
+    ``retries`` the transport's retries of this call. ``scratch`` is for handlers' own state (a span)."""
 
     kind: str
     payload: Any
     kwargs: dict[str, Any]
     llm: str
+    provider: str = ""
+    model: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    parent: LLMEvent | Operation | None = None
+    handlers: tuple[CallbackHandler, ...] = ()
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
+    started_ns: int = field(default_factory=time.time_ns)
+    ended_at: float | None = None
     response: Any = None
     usage: Usage | None = None
+    finish_reason: str | None = None
     error: BaseException | None = None
+    retries: list[RetryEvent] = field(default_factory=list)
+    scratch: dict[Any, Any] = field(default_factory=dict)
+    _cost: Cost | None = field(default=None, init=False, repr=False)
 
     @property
     def elapsed(self) -> float:
-        """Seconds since the call started."""
-        return time.perf_counter() - self.started_at
+        """Seconds since the call started (until it ended, once it has)."""
+        return (self.ended_at if self.ended_at is not None else time.perf_counter()) - self.started_at
+
+    @property
+    def cost(self) -> Cost:
+        """What the call cost (see :mod:`llmkit.usage.cost`): unknown until it ended with a usage. Priced once, however
+        many handlers ask."""
+        if self._cost is None or self.ended_at is None:
+            from llmkit.usage.cost import cost_of
+
+            self._cost = cost_of(self.usage)
+        return self._cost
+
+
+@dataclass(eq=False)
+class Operation:
+    """A unit of work that makes LLM calls: ``structured_predict``, ``predict_and_call``, ``structured_llm``,
+    ``router``, ``router_attempt``, or a gateway's ``request``. The calls made inside are its children.
+
+    Open one with :func:`operation` (or :func:`begin`/:func:`finish` when it outlives a block, as a stream does)."""
+
+    kind: str
+    attributes: dict[str, Any]
+    parent: LLMEvent | Operation | None
+    handlers: tuple[CallbackHandler, ...]
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: float = field(default_factory=time.perf_counter)
+    ended_at: float | None = None
+    error: BaseException | None = None
+    scratch: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the operation started (until it ended, once it has)."""
+        return (self.ended_at if self.ended_at is not None else time.perf_counter()) - self.started_at
+
+
+_UNSET: Any = object()
+
+
+def begin(
+    kind: str, manager: CallbackManager | None = None, parent: Any = _UNSET, **attributes: Any
+) -> Operation | None:
+    """Start an operation (child of ``parent``, by default the current call); None when nobody would listen."""
+    own = manager.handlers if manager is not None else []
+    parent_node = _current.get() if parent is _UNSET else parent
+    if not own and parent_node is None and not _global_handlers:
+        return None
+    op = Operation(kind, attributes, parent_node, _listeners(own, parent_node))
+    for handler in op.handlers:
+        handler.on_operation_start(op)
+    return op
+
+
+def finish(op: Operation | None, error: BaseException | None = None) -> None:
+    """End ``op`` (once; None is ignored), with the error that ended it if any."""
+    if op is None or op.ended_at is not None:
+        return
+    op.ended_at, op.error = time.perf_counter(), error
+    for handler in op.handlers:
+        handler.on_operation_end(op)
+
+
+class scope:
+    """Make ``node`` the current call for the block (calls made inside become its children); None does nothing."""
+
+    __slots__ = ("node", "token")
+
+    def __init__(self, node: LLMEvent | Operation | None) -> None:
+        self.node = node
+        self.token: contextvars.Token[LLMEvent | Operation | None] | None = None
+
+    def __enter__(self) -> LLMEvent | Operation | None:
+        if self.node is not None:
+            self.token = _current.set(self.node)
+        return self.node
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.token is not None:
+            _current.reset(self.token)
+            self.token = None
+
+
+class operation:
+    """An operation around a block: ``with operation("structured_predict", llm.callback_manager, output="Song"):``.
+
+    The calls made inside are its children; an exception ends it with that error. Nothing happens when nobody
+    listens.
+
+    Example:
+        >>> from llmkit import MockLLM, ChatMessage
+        >>> llm = MockLLM()
+        >>> with operation("request", llm.callback_manager, route="/v1/chat/completions") as op:
+        ...     _ = llm.chat([ChatMessage(role="user", content="hi")])
+        >>> op is None  # nobody listens
+        True
+    """
+
+    __slots__ = ("attributes", "kind", "manager", "op", "token")
+
+    def __init__(self, kind: str, manager: CallbackManager | None = None, **attributes: Any) -> None:
+        self.kind, self.manager, self.attributes = kind, manager, attributes
+        self.op: Operation | None = None
+        self.token: contextvars.Token[LLMEvent | Operation | None] | None = None
+
+    def __enter__(self) -> Operation | None:
+        self.op = begin(self.kind, self.manager, **self.attributes)
+        if self.op is not None:
+            self.token = _current.set(self.op)
+        return self.op
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        if self.token is not None:
+            _current.reset(self.token)
+        finish(self.op, exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +281,15 @@ class CallbackHandler:
 
     def on_attempt(self, attempt: AttemptEvent) -> None:
         """A router attempt ended (see :class:`AttemptEvent`)."""
+
+    def on_llm_retry(self, event: LLMEvent, retry: RetryEvent) -> None:
+        """The transport will retry ``event``'s call (see :class:`RetryEvent`); ``event.retries`` lists them all."""
+
+    def on_operation_start(self, op: Operation) -> None:
+        """An operation (structured prediction, tool calling, routing...) started."""
+
+    def on_operation_end(self, op: Operation) -> None:
+        """An operation ended; ``op.error`` is set if it failed."""
 
 
 class TokenCountingHandler(CallbackHandler):
@@ -136,36 +351,70 @@ class CallbackManager:
         """Remove a handler."""
         self.handlers.remove(handler)
 
-    def start(self, kind: str, payload: Any, kwargs: dict[str, Any], llm: str) -> LLMEvent:
-        """Open an event and tell the handlers."""
-        event = LLMEvent(kind=kind, payload=payload, kwargs=kwargs, llm=llm)
-        for handler in self.handlers:
+    @property
+    def listening(self) -> bool:
+        """Whether a call made now would reach any handler (its own, an enclosing call's, a global one)."""
+        return bool(self.handlers) or listening()
+
+    def start(
+        self,
+        kind: str,
+        payload: Any,
+        kwargs: dict[str, Any],
+        llm: str,
+        *,
+        provider: str = "",
+        model: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> LLMEvent:
+        """Open an event (a child of the current call, if any) and tell the handlers."""
+        parent = _current.get()
+        event = LLMEvent(
+            kind=kind,
+            payload=payload,
+            kwargs=kwargs,
+            llm=llm,
+            provider=provider or llm,
+            model=model,
+            parameters=parameters if parameters is not None else {},
+            parent=parent,
+            handlers=_listeners(self.handlers, parent),
+        )
+        for handler in event.handlers:
             handler.on_llm_start(event)
         return event
 
     def token(self, event: LLMEvent, delta: str) -> None:
         """Report a streamed delta."""
-        for handler in self.handlers:
+        for handler in event.handlers:
             handler.on_llm_token(event, delta)
 
     def end(self, event: LLMEvent, response: Any, usage: Usage | None) -> None:
         """Close an event successfully."""
-        event.response, event.usage = response, usage
-        for handler in self.handlers:
+        event.response, event.usage, event.ended_at = response, usage, time.perf_counter()
+        for handler in event.handlers:
             handler.on_llm_end(event)
 
     def error(self, event: LLMEvent, error: BaseException) -> None:
         """Close an event with an error."""
-        event.error = error
-        for handler in self.handlers:
+        event.error, event.ended_at = error, time.perf_counter()
+        for handler in event.handlers:
             handler.on_llm_error(event)
 
     def attempt(self, attempt: AttemptEvent) -> None:
         """Report a router attempt."""
-        for handler in self.handlers:
+        for handler in _listeners(self.handlers, _current.get()):
             handler.on_attempt(attempt)
 
-    def retry(self, attempt: int, delay: float, error: BaseException) -> None:
-        """Report a retry."""
-        for handler in self.handlers:
+    def retry(self, attempt: int, delay: float, error: BaseException, started_ns: int | None = None) -> None:
+        """Report a retry, with the call it belongs to (the current one) when someone listens to that call."""
+        node = _current.get()
+        if isinstance(node, LLMEvent):
+            retry = RetryEvent(attempt, delay, error, started_ns)
+            node.retries.append(retry)
+            for handler in node.handlers:
+                handler.on_llm_retry(node, retry)
+                handler.on_retry(attempt, delay, error)
+            return
+        for handler in _listeners(self.handlers, node):
             handler.on_retry(attempt, delay, error)

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import importlib
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
     chat.add_argument("prompt", nargs="?", help="the message; omit it for an interactive session")
     chat.add_argument("--system", help="system prompt")
     chat.add_argument("--schema", help="module:Class of a pydantic model; prints the structured output as JSON")
+    chat.add_argument("--usage", action="store_true", help="print tokens, cost and time after each answer (stderr)")
     model_options(chat)
 
     complete = commands.add_parser("complete", help="complete a prompt")
@@ -151,7 +153,59 @@ def _answer(llm: Any, messages: list[Any], as_json: bool) -> str:
     return text
 
 
-def _interactive(llm: Any) -> int:
+class _UsageReport:
+    """``--usage``: the calls of one answer (a structured answer may take several), summed and printed to stderr."""
+
+    def __init__(self, llm: Any) -> None:
+        from llmkit.callbacks import CallbackHandler, LLMEvent
+
+        self.events: list[LLMEvent] = []
+        events = self.events
+
+        class Collect(CallbackHandler):
+            def on_llm_end(self, event: LLMEvent) -> None:
+                events.append(event)
+
+        llm.callback_manager.add_handler(Collect())
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        self.events.clear()
+        self.started = time.perf_counter()
+
+    def line(self) -> str:
+        from llmkit.types import Usage
+
+        usage = sum((e.usage for e in self.events if e.usage is not None), Usage())
+        costs = [e.cost for e in self.events]
+        parts = [f"tokens: {_count(usage.prompt_tokens)} in"]
+        if usage.cache_read_tokens:
+            parts[0] += f" ({usage.cache_read_tokens} cached)"
+        parts[0] += f", {_count(usage.completion_tokens)} out"
+        if usage.reasoning_tokens:
+            parts[0] += f" ({usage.reasoning_tokens} reasoning)"
+        if costs and all(cost.known for cost in costs) and len({cost.currency for cost in costs}) == 1:
+            from decimal import Decimal
+
+            from llmkit.usage.cost import format_amount
+
+            total = sum((cost.amount for cost in costs if cost.amount is not None), Decimal(0))
+            parts.append(f"cost: {format_amount(total, costs[0].currency)}")
+        else:
+            unknown = next((cost for cost in costs if not cost.known), None)
+            parts.append(f"cost: {unknown}" if unknown is not None else "cost: unknown (no call ended)")
+        parts.append(f"time: {time.perf_counter() - self.started:.2f} s")
+        return " | ".join(parts)
+
+    def print(self) -> None:
+        print(self.line(), file=sys.stderr)
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _interactive(llm: Any, report: _UsageReport | None = None) -> int:
     from llmkit.types import ChatMessage, MessageRole
 
     with contextlib.suppress(ImportError):
@@ -170,6 +224,8 @@ def _interactive(llm: Any) -> int:
         if not line.strip():
             continue
         history.append(ChatMessage(role=MessageRole.USER, content=line))
+        if report is not None:
+            report.start()
         try:
             reply = _answer(llm, history, as_json=False)
         except LLMError as exc:  # one failed turn does not end the session or lose its history
@@ -177,6 +233,8 @@ def _interactive(llm: Any) -> int:
             print(f"llmkit: error: {exc} (the conversation goes on; try again)", file=sys.stderr)
             continue
         history.append(ChatMessage(role=MessageRole.ASSISTANT, content=reply))
+        if report is not None:
+            report.print()
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -184,12 +242,15 @@ def _chat(args: argparse.Namespace) -> int:
     from llmkit.types import ChatMessage, MessageRole
 
     llm = _make_llm(args)
+    report = _UsageReport(llm) if args.usage else None
     if args.schema:
         if not args.prompt:
             raise ConfigurationError("--schema needs a prompt")
         output_cls = _load_schema(args.schema)
         result = llm.structured_predict(output_cls, PromptTemplate("{text}"), text=args.prompt)
         print(output_cls.dump_json(result, indent=2))
+        if report is not None:
+            report.print()
         return 0
     if args.prompt is None:
         if not sys.stdin.isatty():
@@ -197,8 +258,12 @@ def _chat(args: argparse.Namespace) -> int:
             if not args.prompt.strip():
                 raise ConfigurationError("the prompt piped on stdin is empty: pipe some text or pass the prompt")
         else:
-            return _interactive(llm)
+            return _interactive(llm, report)
+    if report is not None:
+        report.start()
     _answer(llm, [ChatMessage(role=MessageRole.USER, content=args.prompt)], args.json)
+    if report is not None:
+        report.print()
     return 0
 
 

@@ -116,7 +116,7 @@ def llm_completion_callback() -> Callable[[F], F]:
                     self.callback_manager.error(event, exc)
                 raise
             if isinstance(result, Iterator):
-                return self._observe(event, result)
+                return self._observed(event, result)
             if event is not None:
                 self.callback_manager.end(event, result, getattr(result, "usage", None))
             return result
@@ -157,7 +157,7 @@ def llm_chat_callback() -> Callable[[F], F]:
                     self.callback_manager.error(event, exc)
                 raise
             if isinstance(result, Iterator):
-                return self._observe(event, result)
+                return self._observed(event, result)
             if event is not None:
                 self.callback_manager.end(event, result, getattr(result, "usage", None))
             return result

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from pydantic.json_schema import SkipJsonSchema
 
 from llmkit._steps import arun_steps, run_steps
-from llmkit.callbacks import CallbackManager, LLMEvent
+from llmkit.callbacks import CallbackManager, LLMEvent, listening, operation
+from llmkit.callbacks import _current as _CURRENT
 from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError, InputError, SerializationError, ToolCallError, configuration_error
 from llmkit.prompts import BasePromptTemplate
@@ -52,6 +53,7 @@ from llmkit.types import (
     LLMMetadata,
     MessageRole,
     TextBlock,
+    Usage,
     as_messages,
     chat_to_completion,
     completion_to_chat,
@@ -392,50 +394,60 @@ async def _aone_chunk(call: Callable[[], Awaitable[R]]) -> AsyncGenerator[R, Non
 
 
 def _end_event(
-    manager: CallbackManager, event: LLMEvent | None, response: ChatResponse | CompletionResponse | None
+    manager: CallbackManager,
+    event: LLMEvent | None,
+    response: ChatResponse | CompletionResponse | None,
+    usage: Usage | None = None,
 ) -> None:
     if event is not None:
-        manager.end(event, response, response.usage if response is not None else None)
+        manager.end(event, response, usage if usage is not None else response.usage if response is not None else None)
+
+
+#: Sampling settings an event reports (from the call's kwargs, else the LLM's own field of that name).
+_PARAMETERS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "seed", "frequency_penalty", "presence_penalty")
 
 
 class _Event:
-    """A call's event as a context manager: an exception inside reports the error, ``done(response)`` the end."""
+    """A call's event as a context manager: an exception inside reports the error, ``done(response)`` the end.
 
-    __slots__ = ("event", "manager", "response")
+    While it is open the call is the current one (a retry or a nested call is its child); ``done`` stamps the
+    response's usage with who served it (for ``response.cost``)."""
 
-    def __init__(self, manager: CallbackManager | None, event: LLMEvent | None) -> None:
-        self.manager, self.event = manager, event
+    __slots__ = ("event", "llm", "manager", "response", "token")
+
+    def __init__(self, llm: LLM, manager: CallbackManager | None, event: LLMEvent | None) -> None:
+        self.llm, self.manager, self.event = llm, manager, event
         self.response: ChatResponse | CompletionResponse | None = None
+        self.token: Any = None
 
     def done(self, response: R) -> R:
+        if response.usage is not None:
+            self.llm._stamp_usage(response.usage)
         self.response = response
         return response
 
     def __enter__(self) -> _Event:
+        if self.event is not None:
+            self.token = _CURRENT.set(self.event)
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
         if self.manager is None or self.event is None:
             return
+        _CURRENT.reset(self.token)
         if exc is not None:
             self.manager.error(self.event, exc)
         else:
             _end_event(self.manager, self.event, self.response)
 
 
-class _NoEvent(_Event):
-    """The event of a call nobody listens to: stateless, shared."""
-
-    __slots__ = ()
-
-    def done(self, response: R) -> R:
-        return response
-
-
-_NO_EVENT = _NoEvent(None, None)
-
 #: Names of headers and settings whose values are secrets.
 _SECRET_NAME = re.compile(r"authorization|key|token|secret|cookie|password|credential", re.IGNORECASE)
+
+
+def _type_name(output_cls: Any) -> str:
+    """A name for an output type in events: a class's name, else what it reads as (``list[int]``)."""
+    return str(getattr(output_cls, "__name__", output_cls))
 
 
 def _secret_names(values: dict[Any, Any]) -> list[str]:
@@ -563,63 +575,138 @@ class LLM(BaseLLM):
     # ----------------------------------------------------------------------------------------------------------------
     # Callbacks
 
+    def _provider_name(self) -> str:
+        """Who serves this LLM's calls, for callbacks, traces and pricing (``openai``, ``llama.cpp``, ...): the
+        class name unless the provider says better."""
+        return self.class_name()
+
+    def _stamp_usage(self, usage: Usage) -> None:
+        """Record who served a call on its usage (the model as the reply named it, else this LLM's)."""
+        if usage.provider is None:
+            usage.provider = self._provider_name()
+            if usage.model is None:
+                usage.model = self.metadata.model_name
+
+    def _event_fields(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        parameters = {}
+        fields = type(self).model_fields  # read only declared fields: a missing attribute costs pydantic an exception
+        for name in _PARAMETERS:
+            value = kwargs[name] if name in kwargs else getattr(self, name) if name in fields else None
+            if value is not None:
+                parameters[name] = value
+        model = kwargs.get("model")
+        return {
+            "provider": self._provider_name(),
+            "model": model if isinstance(model, str) else self.metadata.model_name,
+            "parameters": parameters,
+        }
+
     def _event(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> _Event:
         """One call as the callbacks see it: ``with self._event(...) as event: return event.done(response)``."""
         manager = self.callback_manager
-        if not manager.handlers:
-            return _NO_EVENT  # nobody listens: no event object, no work on the hot path
-        return _Event(manager, manager.start(kind, payload, kwargs, self.class_name()))
+        if not manager.handlers and not listening():
+            return _Event(self, None, None)  # nobody listens: no event object, no work on the hot path
+        event = manager.start(kind, payload, kwargs, self.class_name(), **self._event_fields(kwargs))
+        return _Event(self, manager, event)
 
     def _start(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> LLMEvent | None:
         manager = self.callback_manager
-        if not manager.handlers:
+        if not manager.handlers and not listening():
             return None
-        return manager.start(kind, payload, kwargs, self.class_name())
+        return manager.start(kind, payload, kwargs, self.class_name(), **self._event_fields(kwargs))
 
-    def _observe(self, event: LLMEvent | None, gen: Iterator[R]) -> Generator[R, None, None]:
-        """Report a stream's tokens, then its end: when it is exhausted, or closed early by the consumer (the event
-        ends with the last chunk received); a failure reports the error."""
-        last: R | None = None
+    def _observed(self, event: LLMEvent | None, gen: Iterator[R]) -> Generator[R, None, None]:
+        """A stream as callbacks see it (:meth:`_observe`), or, when nobody listens, just stamped (:meth:`_stamped`)."""
+        return self._observe(event, gen) if event is not None else self._stamped(gen)
+
+    def _stamped(self, gen: Iterator[R]) -> Generator[R, None, None]:
+        """A stream nobody listens to: its chunks, the usage stamped with who served it."""
         try:
             for item in gen:
-                if event is not None and item.delta:
-                    self.callback_manager.token(event, item.delta)
+                if item.usage is not None:
+                    self._stamp_usage(item.usage)
+                yield item
+        finally:
+            close = getattr(gen, "close", None)
+            if close is not None:
+                close()
+
+    def _observe(self, event: LLMEvent, gen: Iterator[R]) -> Generator[R, None, None]:
+        """Report a stream's tokens, then its end: when it is exhausted, or closed early by the consumer (the event
+        ends with the last chunk received, and the usage of the last chunk that had one); a failure reports the
+        error. While the provider produces a chunk the call is the current one (its retries are its children)."""
+        last: R | None = None
+        usage: Usage | None = None
+        manager = self.callback_manager
+        iterator = iter(gen)
+        try:
+            while True:
+                token = _CURRENT.set(event)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                finally:
+                    _CURRENT.reset(token)
+                if item.delta:
+                    manager.token(event, item.delta)
+                if item.usage is not None:
+                    self._stamp_usage(item.usage)
+                    usage = item.usage
+                if item.additional_kwargs:
+                    event.finish_reason = item.additional_kwargs.get("finish_reason") or event.finish_reason
                 last = item
                 yield item
         except Exception as exc:
-            if event is not None:
-                self.callback_manager.error(event, exc)
+            manager.error(event, exc)
             raise
         except GeneratorExit:
-            _end_event(self.callback_manager, event, last)
+            _end_event(manager, event, last, usage)
             raise
         finally:
             close = getattr(gen, "close", None)
             if close is not None:
                 close()
-        _end_event(self.callback_manager, event, last)
+        _end_event(manager, event, last, usage)
 
     async def _aobserve(self, event: LLMEvent | None, gen: AsyncIterator[R]) -> AsyncGenerator[R, None]:
         """Async :meth:`_observe`; a cancelled stream reports the cancellation as its error."""
         last: R | None = None
+        usage: Usage | None = None
+        manager = self.callback_manager
+        iterator = aiter(gen)
         try:
-            async for item in gen:
-                if event is not None and item.delta:
-                    self.callback_manager.token(event, item.delta)
+            while True:
+                token = _CURRENT.set(event) if event is not None else None
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    if token is not None:
+                        _CURRENT.reset(token)
+                if item.usage is not None:
+                    self._stamp_usage(item.usage)
+                    usage = item.usage
+                if event is not None:
+                    if item.delta:
+                        manager.token(event, item.delta)
+                    if item.additional_kwargs:
+                        event.finish_reason = item.additional_kwargs.get("finish_reason") or event.finish_reason
                 last = item
                 yield item
         except (Exception, asyncio.CancelledError) as exc:
             if event is not None:
-                self.callback_manager.error(event, exc)
+                manager.error(event, exc)
             raise
         except GeneratorExit:
-            _end_event(self.callback_manager, event, last)
+            _end_event(manager, event, last, usage)
             raise
         finally:
             aclose = getattr(gen, "aclose", None)
             if aclose is not None:
                 await aclose()
-        _end_event(self.callback_manager, event, last)
+        _end_event(manager, event, last, usage)
 
     # ----------------------------------------------------------------------------------------------------------------
     # The eight endpoints
@@ -667,9 +754,7 @@ class LLM(BaseLLM):
             gen = _map_stream(self._stream_complete(self.messages_to_prompt(messages), **kwargs), completion_to_chat)
         else:
             gen = self._stream_chat(messages, **kwargs)
-        if event is None and isinstance(gen, Generator):
-            return gen  # no callbacks: no wrapper on the per-chunk path
-        return self._observe(event, gen)
+        return self._observed(event, gen)
 
     def stream_complete(self, prompt: str = NO_PROMPT, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         """Streaming completion endpoint for LLM.
@@ -686,9 +771,7 @@ class LLM(BaseLLM):
             gen = _map_stream(self._stream_chat(self._prompt_messages(prompt), **kwargs), chat_to_completion)
         else:
             gen = self._stream_complete(self._prepare_prompt(prompt, formatted), **kwargs)
-        if event is None and isinstance(gen, Generator):
-            return gen  # no callbacks: no wrapper on the per-chunk path
-        return self._observe(event, gen)
+        return self._observed(event, gen)
 
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async chat endpoint for LLM."""
@@ -717,8 +800,6 @@ class LLM(BaseLLM):
             gen = _amap_stream(self._astream_complete(prompt, **kwargs), completion_to_chat)
         else:
             gen = self._astream_chat(messages, **kwargs)
-        if event is None and isinstance(gen, AsyncGenerator):
-            return gen
         return self._aobserve(event, gen)
 
     async def astream_complete(
@@ -732,8 +813,6 @@ class LLM(BaseLLM):
             gen = _amap_stream(self._astream_chat(self._prompt_messages(prompt), **kwargs), chat_to_completion)
         else:
             gen = self._astream_complete(self._prepare_prompt(prompt, formatted), **kwargs)
-        if event is None and isinstance(gen, AsyncGenerator):
-            return gen
         return self._aobserve(event, gen)
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -823,7 +902,7 @@ class LLM(BaseLLM):
             >>> prompt = PromptTemplate("Please predict a Test with a random name related to {topic}.")
             >>> ScriptedLLM().structured_predict(Test, prompt, topic="cats")
             Test(name='string')
-            >>> MockLLM().structured_predict(list[int], prompt, topic="cats")
+            >>> ScriptedLLM().structured_predict(list[int], prompt, topic="cats")
             [0]
         """
         steps = structured_steps(
@@ -833,8 +912,9 @@ class LLM(BaseLLM):
             self.pydantic_program_mode,
             llm_kwargs or {},
         )
-        result: Model = run_steps(steps, self.chat)
-        return result
+        with operation("structured_predict", self.callback_manager, output_cls=_type_name(output_cls)):
+            result: Model = run_steps(steps, self.chat)
+            return result
 
     async def astructured_predict(
         self,
@@ -851,8 +931,9 @@ class LLM(BaseLLM):
             self.pydantic_program_mode,
             llm_kwargs or {},
         )
-        result: Model = await arun_steps(steps, self.achat)
-        return result
+        with operation("structured_predict", self.callback_manager, output_cls=_type_name(output_cls)):
+            result: Model = await arun_steps(steps, self.achat)
+            return result
 
     def stream_structured_predict(
         self,
@@ -1069,17 +1150,20 @@ class LLM(BaseLLM):
         """
         from llmkit.calling import agent_response, conversation, react_steps, run_tools
 
-        if self.capabilities.tool_calling:
-            response = self.chat_with_tools(tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs)
-            selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
-            outputs = run_tools(tools, selections, verbose)
-            answer = response.message.content or ""
-            return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
-        steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
-        result = run_steps(steps, self.chat)
-        if isinstance(result, str):
-            return agent_response([], result, error_on_tool_error)
-        return agent_response(run_tools(tools, result, verbose), "", error_on_tool_error)
+        with operation("predict_and_call", self.callback_manager, tools=[tool.metadata.name for tool in tools]):
+            if self.capabilities.tool_calling:
+                response = self.chat_with_tools(
+                    tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs
+                )
+                selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
+                outputs = run_tools(tools, selections, verbose)
+                answer = response.message.content or ""
+                return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
+            steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
+            result = run_steps(steps, self.chat)
+            if isinstance(result, str):
+                return agent_response([], result, error_on_tool_error)
+            return agent_response(run_tools(tools, result, verbose), "", error_on_tool_error)
 
     async def apredict_and_call(
         self,
@@ -1095,19 +1179,20 @@ class LLM(BaseLLM):
         """Async predict and call: parallel tool calls run concurrently."""
         from llmkit.calling import agent_response, arun_tools, conversation, react_steps
 
-        if self.capabilities.tool_calling:
-            response = await self.achat_with_tools(
-                tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs
-            )
-            selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
-            outputs = await arun_tools(tools, selections, verbose)
-            answer = response.message.content or ""
-            return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
-        steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
-        result = await arun_steps(steps, self.achat)
-        if isinstance(result, str):
-            return agent_response([], result, error_on_tool_error)
-        return agent_response(await arun_tools(tools, result, verbose), "", error_on_tool_error)
+        with operation("predict_and_call", self.callback_manager, tools=[tool.metadata.name for tool in tools]):
+            if self.capabilities.tool_calling:
+                response = await self.achat_with_tools(
+                    tools, user_msg, chat_history, verbose, allow_parallel_tool_calls, **kwargs
+                )
+                selections = self.get_tool_calls_from_response(response, error_on_no_tool_call=error_on_no_tool_call)
+                outputs = await arun_tools(tools, selections, verbose)
+                answer = response.message.content or ""
+                return agent_response(outputs, answer, error_on_tool_error, allow_parallel_tool_calls)
+            steps = react_steps(tools, conversation(user_msg, chat_history), verbose, kwargs)
+            result = await arun_steps(steps, self.achat)
+            if isinstance(result, str):
+                return agent_response([], result, error_on_tool_error)
+            return agent_response(await arun_tools(tools, result, verbose), "", error_on_tool_error)
 
 
 __all__ = [

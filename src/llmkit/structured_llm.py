@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr
 
 from llmkit._steps import Steps, arun_steps, run_steps
+from llmkit.callbacks import operation
 from llmkit.output import OutputType, output_type
 from llmkit.structured import aiter_partials, iter_partials, stream_request, structured_steps
 from llmkit.types import ChatMessage, ChatResponse, LLMMetadata, MessageRole, chat_to_completion
@@ -70,10 +71,12 @@ class StructuredLLM(WrapperLLM):
         return structured_steps(self.llm, self.out, _conversation(call), self.pydantic_program_mode, call.kwargs)
 
     def _call(self, call: LLMCall) -> Response:
-        return _reply(self.out, run_steps(self._steps(call), self.llm.chat), call)
+        with operation("structured_llm", self.callback_manager, output_cls=self.out.name):
+            return _reply(self.out, run_steps(self._steps(call), self.llm.chat), call)
 
     async def _acall(self, call: LLMCall) -> Response:
-        return _reply(self.out, await arun_steps(self._steps(call), self.llm.achat), call)
+        with operation("structured_llm", self.callback_manager, output_cls=self.out.name):
+            return _reply(self.out, await arun_steps(self._steps(call), self.llm.achat), call)
 
     def _partials(self, call: LLMCall) -> tuple[Any, LLMCall]:
         mode, conversation, mode_kwargs = stream_request(

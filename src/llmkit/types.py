@@ -19,10 +19,13 @@ import mimetypes
 from enum import StrEnum
 from io import BytesIO, IOBase
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, FilePath, field_serializer, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from llmkit.usage.cost import Cost
 
 
 class MessageRole(StrEnum):
@@ -510,17 +513,67 @@ class LogProb(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token usage as the service reported (or the local model counted) it. ``None`` means unknown, never zero."""
+    """Token usage as the service reported (or the local model counted) it. ``None`` means unknown, never zero.
+
+    ``prompt_tokens`` (alias ``input_tokens``) includes the cached input: ``cache_read_tokens`` read from the
+    provider's prompt cache and ``cache_write_tokens`` written to it. ``completion_tokens`` (``output_tokens``)
+    includes ``reasoning_tokens``. ``credits`` is what a credit-billed service (aiXplain) charged, in its credits.
+    ``provider`` and ``model`` say who served the call (the model as the reply named it); ``response.cost`` prices
+    the usage from them (see :mod:`llmkit.usage.cost`).
+
+    Example:
+        >>> usage = Usage(prompt_tokens=10, completion_tokens=5, cache_read_tokens=4)
+        >>> usage.total_tokens, usage.input_tokens
+        (15, 10)
+        >>> (usage + Usage(prompt_tokens=1, completion_tokens=1)).total_tokens
+        17
+    """
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     total_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    credits: float | None = None
+    provider: str | None = None
+    model: str | None = None
 
     @model_validator(mode="after")
     def _total(self) -> Usage:
         if self.total_tokens is None and self.prompt_tokens is not None and self.completion_tokens is not None:
             self.total_tokens = self.prompt_tokens + self.completion_tokens
         return self
+
+    @property
+    def input_tokens(self) -> int | None:
+        """Input tokens, cached ones included (``prompt_tokens``)."""
+        return self.prompt_tokens
+
+    @property
+    def output_tokens(self) -> int | None:
+        """Output tokens, reasoning included (``completion_tokens``)."""
+        return self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        """The sum of two usages: a count unknown on both sides stays unknown; provenance is kept when shared."""
+
+        def add(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else a + b
+
+        counts = (
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "credits",
+        )
+        values = {name: add(getattr(self, name), getattr(other, name)) for name in counts}
+        shared = ("provider", "model")
+        same = {name: getattr(self, name) for name in shared if getattr(self, name) == getattr(other, name)}
+        return Usage(**values, **same)
 
 
 class ChatResponse(BaseModel):
@@ -549,6 +602,13 @@ class ChatResponse(BaseModel):
         """The message's text, empty when it has none."""
         return self.message.content or ""
 
+    @property
+    def cost(self) -> Cost:
+        """What this call cost, priced from ``usage`` (see :func:`llmkit.usage.cost.cost_of`); never a made-up 0."""
+        from llmkit.usage.cost import cost_of
+
+        return cost_of(self.usage)
+
     def __str__(self) -> str:
         return str(self.message)
 
@@ -564,6 +624,13 @@ class CompletionResponse(BaseModel):
     logprobs: list[list[LogProb]] | None = None
     delta: str | None = None
     usage: Usage | None = None
+
+    @property
+    def cost(self) -> Cost:
+        """What this call cost, priced from ``usage`` (see :func:`llmkit.usage.cost.cost_of`); never a made-up 0."""
+        from llmkit.usage.cost import cost_of
+
+        return cost_of(self.usage)
 
     def __str__(self) -> str:
         return self.text

@@ -16,7 +16,7 @@ from llmkit import (
     ConfigurationError,
     GradientBaseModelLLM,
     GradientModelAdapterLLM,
-    MockLLM,
+    ScriptedLLM,
     OpenAI,
     OpenAILike,
     PromptTemplate,
@@ -152,7 +152,7 @@ def _echo(messages: list[Any], kwargs: dict[str, Any]) -> str:
 
 async def test_mock_function_and_counting_callbacks() -> None:
     counter = TokenCountingHandler()
-    mock = MockLLM(responses=["a", "b"], callback_manager=CallbackManager([counter]))
+    mock = ScriptedLLM(responses=["a", "b"], callback_manager=CallbackManager([counter]))
     await _round_trips(mock, None)
     await _round_trips(FunctionLLM(chat_fn=_echo), None)
     clone = pickle.loads(pickle.dumps(mock))
@@ -168,10 +168,10 @@ class City(BaseModel):
 
 
 async def test_wrappers_structured_llm_and_router(openai_server: RecordingServer) -> None:
-    structured = MockLLM().as_structured_llm(City)
+    structured = ScriptedLLM().as_structured_llm(City)
     await _round_trips(structured, None)
     assert pickle.loads(pickle.dumps(structured)).chat(Q).raw == City(name="string")
-    router = Router(groups={"a": [MockLLM(), OpenAILike(model="m", api_base=openai_server.url)]})
+    router = Router(groups={"a": [ScriptedLLM(), OpenAILike(model="m", api_base=openai_server.url)]})
     await _round_trips(router, None)
     clone = copy.deepcopy(router)
     assert clone.state is not router.state  # circuit breakers are per copy
@@ -181,7 +181,7 @@ async def test_wrappers_structured_llm_and_router(openai_server: RecordingServer
 
 
 def test_refused_modes_are_knowledge_and_travel() -> None:
-    llm = MockLLM()
+    llm = ScriptedLLM()
     from llmkit import PydanticProgramMode
 
     llm.refuse_structured_mode(PydanticProgramMode.JSON_SCHEMA)

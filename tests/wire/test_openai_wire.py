@@ -24,6 +24,7 @@ from llmkit.wire.openai import (
     from_openai_message,
     parse_chat,
     parse_chat_request,
+    parse_usage,
     sse,
     to_openai_message,
 )
@@ -116,7 +117,7 @@ def test_reply_round_trip(content: str, calls: list[dict[str, Any]], prompt: int
     back = parse_chat(chat_completion_json(response, "m"), "test")
     assert back.message.content == content
     assert back.message.additional_kwargs.get("tool_calls") == (calls or None)
-    assert back.usage == usage
+    assert back.usage == usage.model_copy(update={"model": "m"})  # the reply names its model
 
 
 def _stream_through_parser(chunks: list[dict[str, Any]]) -> list[ChatResponse]:
@@ -217,3 +218,49 @@ def test_usage_only_chunk_and_final_usage() -> None:
     assert usage_chunk["choices"] == []
     assert usage_chunk["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     assert isinstance(ChatRequest(model="m", messages=[]).call_kwargs(), dict)
+
+
+def test_usage_details_from_every_openai_shaped_reply() -> None:
+    openai_body = {
+        "model": "gpt-4o-2024-08-06",
+        "usage": {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_tokens_details": {"cached_tokens": 200, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 64},
+        },
+    }
+    usage = parse_usage(openai_body)
+    assert usage is not None
+    assert (usage.cache_read_tokens, usage.cache_write_tokens, usage.reasoning_tokens) == (200, None, 64)
+    assert usage.model == "gpt-4o-2024-08-06"
+    # LiteLLM's normalised Anthropic usage: cache reads and writes, already inside prompt_tokens.
+    litellm_body = {
+        "model": "claude-3-5-sonnet-20241022",
+        "usage": {
+            "prompt_tokens": 1000,
+            "completion_tokens": 100,
+            "total_tokens": 1100,
+            "cache_read_input_tokens": 400,
+            "cache_creation_input_tokens": 100,
+        },
+    }
+    usage = parse_usage(litellm_body)
+    assert usage is not None
+    assert (usage.cache_read_tokens, usage.cache_write_tokens) == (400, 100)
+    # llama.cpp's server: the prompt tokens it reused from its cache.
+    llama_body = {"usage": {"prompt_tokens": 50, "completion_tokens": 5}, "timings": {"cache_n": 42}}
+    usage = parse_usage(llama_body)
+    assert usage is not None
+    assert usage.cache_read_tokens == 42
+    assert usage.total_tokens == 55
+    with pytest.raises(ResponseParseError):
+        parse_usage({"usage": {"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": -1}}})
+
+
+def test_stream_chunks_keep_their_finish_reason() -> None:
+    parser = ChatStreamParser()
+    chunk = parser.feed_chunk({"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": "length"}]})
+    assert chunk is not None
+    assert chunk.additional_kwargs == {"finish_reason": "length"}

@@ -266,7 +266,7 @@ class CachedLLM(WrapperLLM):
         if chunks is not None:
             payload = call.messages if call.is_chat else call.prompt
             replay: Iterator[Any] = iter(chunks)
-            return self.llm._observe(self.llm._start(call.endpoint, payload, call.kwargs), replay)
+            return self.llm._observed(self.llm._start(call.endpoint, payload, call.kwargs), replay)
         return self._recorded(call, key, ttl, call.stream(self.llm))
 
     def _recorded(

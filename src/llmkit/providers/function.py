@@ -64,6 +64,9 @@ class FunctionLLM(LLM):
     def class_name(cls) -> str:
         return "FunctionLLM"
 
+    def _provider_name(self) -> str:
+        return "function"
+
     @model_validator(mode="after")
     def _needs_a_function(self) -> FunctionLLM:
         if self.chat_fn is None and self.complete_fn is None:

@@ -219,6 +219,9 @@ class _BaseGradientLLM(HTTPLLM):
     def class_name(cls) -> str:
         return "custom_llm"
 
+    def _provider_name(self) -> str:
+        return "gradient"
+
     @property
     def metadata(self) -> LLMMetadata:
         """Context window 1024, ``num_output`` = ``max_tokens`` or 20, the model's id as its name (the slug until

@@ -148,6 +148,11 @@ class LiteLLM(LLM):
     def class_name(cls) -> str:
         return "litellm_llm"
 
+    def _provider_name(self) -> str:
+        """LiteLLM's provider prefix (``anthropic/claude-...``), else ``litellm`` (priced by the model's name)."""
+        prefix, slash, _ = self.model.partition("/")
+        return prefix if slash else "litellm"
+
     # -- what litellm knows about the model ------------------------------------------------------------------------
 
     def model_info(self) -> dict[str, Any]:

@@ -372,6 +372,9 @@ class LlamaCpp(LLM):
     def class_name(cls) -> str:
         return "LlamaCpp"
 
+    def _provider_name(self) -> str:
+        return "llama.cpp"
+
     @property
     def resolved_path(self) -> Path:
         """The model file in use."""

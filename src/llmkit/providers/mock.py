@@ -249,6 +249,9 @@ class ScriptedLLM(LLM):
     def class_name(cls) -> str:
         return "ScriptedLLM"
 
+    def _provider_name(self) -> str:
+        return "mock"
+
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(

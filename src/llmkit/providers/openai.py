@@ -122,6 +122,11 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     def class_name(cls) -> str:
         return "OpenAILike"
 
+    def _provider_name(self) -> str:
+        """The server kind the profile names (``openai_compatible`` for a generic server: unpriced unless told)."""
+        name = self.profile.name
+        return "openai_compatible" if name == "generic" else name
+
     @property
     def profile(self) -> ServerProfile:
         """The server profile in force."""
@@ -248,6 +253,9 @@ class OpenAI(OpenAILike):
     @classmethod
     def class_name(cls) -> str:
         return "OpenAI"
+
+    def _provider_name(self) -> str:
+        return "openai"
 
 
 def openai_like_from_spec(model: str, **kwargs: Any) -> OpenAILike:

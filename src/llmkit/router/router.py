@@ -45,7 +45,7 @@ from typing import Any, ClassVar, cast
 
 from pydantic import Field, model_validator
 
-from llmkit.callbacks import AttemptEvent
+from llmkit.callbacks import AttemptEvent, Operation, begin, finish, scope
 from llmkit.capabilities import Capabilities
 from llmkit.errors import (
     APIConnectionError,
@@ -89,7 +89,10 @@ class _Plan:
         self.router, self.group = router, group
         self.state = router.state
         self.strategy = cast(Strategy, router.strategy)  # a name is resolved by the validator
-        self.callbacks = router.callback_manager if router.callback_manager.handlers else None
+        self.callbacks = router.callback_manager if router.callback_manager.listening else None
+        #: The routed call as an operation (traces: the attempts are its children), and the attempt under way.
+        self.op = begin("router", router.callback_manager, group=group) if self.callbacks is not None else None
+        self.attempt_op: Operation | None = None
         self.groups = [group, *router.fallbacks.get(group, [])]
         self.queue: list[Deployment] = []
         self.tried: set[str] = set()
@@ -127,8 +130,25 @@ class _Plan:
                 self._note_wait(state.seconds_to_next_window())
                 continue
             self.tried.add(deployment.name)
+            if self.op is not None:
+                self.attempt_op = begin(
+                    "router_attempt",
+                    parent=self.op,
+                    group=self.current_group,
+                    deployment=deployment.name,
+                    attempt=len(self.attempts) + 1,
+                )
             return deployment
         return None
+
+    def scope(self) -> scope:
+        """The attempt under way as the current call: the deployment's call becomes its child."""
+        return scope(self.attempt_op)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The routed call is over (with ``error`` if it failed): close its operation and any open attempt."""
+        finish(self.attempt_op, error)
+        finish(self.op, error)
 
     def call_on(self, call: LLMCall, deployment: Deployment) -> LLMCall:
         """The call as sent to ``deployment``: its transport retries off (the router's next attempt is the retry)."""
@@ -151,7 +171,11 @@ class _Plan:
 
     def _report(self, deployment: Deployment, outcome: str, elapsed: float, error: BaseException | None = None) -> None:
         if self.callbacks is not None:
-            self.callbacks.attempt(AttemptEvent(self.current_group, deployment.name, outcome, elapsed, error))
+            with scope(self.op):
+                self.callbacks.attempt(AttemptEvent(self.current_group, deployment.name, outcome, elapsed, error))
+            if self.attempt_op is not None:
+                self.attempt_op.attributes["outcome"] = outcome
+                finish(self.attempt_op, error)
 
     def failed(self, deployment: Deployment, started: float, error: LLMError) -> None:
         """Record a failed attempt; raise ``error`` when no other deployment should be tried."""
@@ -365,32 +389,44 @@ class Router(WrapperLLM):
 
     def _call(self, call: LLMCall) -> Response:
         plan, call = self._plan(call)
-        while (deployment := plan.next()) is not None:
-            started = time.monotonic()
-            try:
-                response = plan.call_on(call, deployment).invoke(deployment.llm)
-            except LLMError as error:
-                plan.failed(deployment, started, error)
-                continue
-            plan.succeeded(deployment, started, None, response)
-            return response
-        raise plan.exhausted()
+        try:
+            while (deployment := plan.next()) is not None:
+                started = time.monotonic()
+                try:
+                    with plan.scope():
+                        response = plan.call_on(call, deployment).invoke(deployment.llm)
+                except LLMError as error:
+                    plan.failed(deployment, started, error)
+                    continue
+                plan.succeeded(deployment, started, None, response)
+                plan.end()
+                return response
+            raise plan.exhausted()
+        except BaseException as error:
+            plan.end(error)
+            raise
 
     async def _acall(self, call: LLMCall) -> Response:
         plan, call = self._plan(call)
-        while (deployment := plan.next()) is not None:
-            started = time.monotonic()
-            try:
-                response = await plan.call_on(call, deployment).ainvoke(deployment.llm)
-            except LLMError as error:
-                plan.failed(deployment, started, error)
-                continue
-            except asyncio.CancelledError:
-                self.state.release(deployment.name)
-                raise
-            plan.succeeded(deployment, started, None, response)
-            return response
-        raise plan.exhausted()
+        try:
+            while (deployment := plan.next()) is not None:
+                started = time.monotonic()
+                try:
+                    with plan.scope():
+                        response = await plan.call_on(call, deployment).ainvoke(deployment.llm)
+                except LLMError as error:
+                    plan.failed(deployment, started, error)
+                    continue
+                except asyncio.CancelledError:
+                    self.state.release(deployment.name)
+                    raise
+                plan.succeeded(deployment, started, None, response)
+                plan.end()
+                return response
+            raise plan.exhausted()
+        except BaseException as error:
+            plan.end(error)
+            raise
 
     def _continuation(self, call: LLMCall, received: str) -> LLMCall:
         """The call that continues an answer cut after ``received``: the text as a trailing assistant message (chat)
@@ -413,8 +449,9 @@ class Router(WrapperLLM):
             started = time.monotonic()
             chunks: Iterator[Response] = iter(())
             try:
-                chunks = plan.call_on(attempt, deployment).stream(deployment.llm)
-                first = next(chunks, None)
+                with plan.scope():
+                    chunks = plan.call_on(attempt, deployment).stream(deployment.llm)
+                    first = next(chunks, None)
             except LLMError as error:
                 _close(chunks)
                 plan.failed(deployment, started, error)
@@ -424,6 +461,17 @@ class Router(WrapperLLM):
 
     def _stream(self, call: LLMCall) -> Generator[Response, None, None]:
         plan, call = self._plan(call)
+        try:
+            yield from self._relay(plan, call)
+        except GeneratorExit:  # the caller stopped reading: not a failure
+            plan.end()
+            raise
+        except BaseException as error:
+            plan.end(error)
+            raise
+        plan.end()
+
+    def _relay(self, plan: _Plan, call: LLMCall) -> Generator[Response, None, None]:
         opened, received = self._open(plan, call, ""), ""
         while True:
             deployment, chunks, last, started = opened.deployment, opened.chunks, opened.first, opened.started
@@ -454,8 +502,9 @@ class Router(WrapperLLM):
             started = time.monotonic()
             chunks: AsyncGenerator[Response, None] | None = None
             try:
-                chunks = await plan.call_on(attempt, deployment).astream(deployment.llm)
-                first = await _next_chunk(chunks, self.stream_idle_timeout, deployment)
+                with plan.scope():
+                    chunks = await plan.call_on(attempt, deployment).astream(deployment.llm)
+                    first = await _next_chunk(chunks, self.stream_idle_timeout, deployment)
             except LLMError as error:
                 if chunks is not None:
                     await chunks.aclose()
@@ -466,7 +515,27 @@ class Router(WrapperLLM):
 
     async def _astream(self, call: LLMCall) -> AsyncGenerator[Response, None]:
         plan, call = self._plan(call)
-        return self._arelay(plan, call, await self._aopen(plan, call, ""))
+        try:
+            opened = await self._aopen(plan, call, "")
+        except BaseException as error:
+            plan.end(error)
+            raise
+        relay = self._arelay(plan, call, opened)
+        return relay if plan.op is None else self._aended(plan, relay)
+
+    async def _aended(self, plan: _Plan, chunks: AsyncGenerator[Response, None]) -> AsyncGenerator[Response, None]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except GeneratorExit:  # the caller stopped reading: not a failure
+            plan.end()
+            raise
+        except BaseException as error:
+            plan.end(error)
+            raise
+        finally:
+            await chunks.aclose()
+        plan.end()
 
     async def _arelay(self, plan: _Plan, call: LLMCall, opened: _AOpened) -> AsyncGenerator[Response, None]:
         received, idle = "", self.stream_idle_timeout

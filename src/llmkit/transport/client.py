@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from llmkit.callbacks import CallbackManager
+from llmkit.callbacks import CallbackManager, _header_hooks, outgoing_headers
 from llmkit.errors import (
     APIConnectionError,
     APIStatusError,
@@ -283,6 +283,9 @@ class HTTPTransport:
             )
         url = self._absolute(request.url)
         headers = self.headers if request.headers is None else {**self.headers, **request.headers}
+        if _header_hooks:  # tracing: W3C traceparent of the current call
+            headers = dict(headers)
+            outgoing_headers(headers)
         return client.build_request(
             request.method,
             url,

@@ -86,17 +86,19 @@ class RetryPolicy:
         callbacks: CallbackManager | None = None,
         deadline: float | None = None,
         replayable: bool = True,
+        started_ns: int | None = None,
     ) -> float | None:
         """The wait before retrying after failed ``attempt`` (1-based), or None when ``error`` is final: not
         retryable, out of retries, past ``deadline`` (``time.monotonic()``), or not ``replayable`` (the request is
-        not safe to send twice and may have reached the server). Each retry is reported to ``callbacks``."""
+        not safe to send twice and may have reached the server). Each retry is reported to ``callbacks``, with when the
+        failed attempt started (``started_ns``, ``time.time_ns()``) for tracing."""
         if attempt > retries or not replayable or not is_retryable_error(error):
             return None
         delay = self.delay(attempt, getattr(error, "retry_after", None))
         if deadline is not None and time.monotonic() + delay >= deadline:
             return None
         if callbacks is not None:
-            callbacks.retry(attempt, delay, error)
+            callbacks.retry(attempt, delay, error, started_ns)
         return delay
 
 
@@ -128,12 +130,14 @@ class Retrying:
     callbacks: CallbackManager | None = None
     deadline: float | None = None
 
-    def _next(self, exc: Exception, attempt: int) -> float:
+    def _next(self, exc: Exception, attempt: int, started_ns: int) -> float:
         failure = self.classify(exc)
         if failure is None:
             raise exc
         error, replayable = failure
-        delay = self.policy.next_delay(error, attempt, self.retries, self.callbacks, self.deadline, replayable)
+        delay = self.policy.next_delay(
+            error, attempt, self.retries, self.callbacks, self.deadline, replayable, started_ns
+        )
         if delay is None:
             raise error from (exc if exc is not error else None)
         return delay
@@ -143,10 +147,11 @@ class Retrying:
         number = 0
         while True:
             number += 1
+            started_ns = time.time_ns()
             try:
                 return attempt()
             except Exception as exc:  # classified: unknown exceptions propagate from _next
-                delay = self._next(exc, number)
+                delay = self._next(exc, number, started_ns)
             time.sleep(delay)
 
     async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -154,8 +159,9 @@ class Retrying:
         number = 0
         while True:
             number += 1
+            started_ns = time.time_ns()
             try:
                 return await attempt()
             except Exception as exc:  # classified: unknown exceptions propagate from _next
-                delay = self._next(exc, number)
+                delay = self._next(exc, number, started_ns)
             await asyncio.sleep(delay)

@@ -74,7 +74,7 @@ def content_part(block: Any) -> dict[str, Any] | None:
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text}
     if isinstance(block, ImageBlock):
-        url = block.url if block.url and block.image is None and block.path is None else block.data_url()
+        url = str(block.url) if block.url and block.image is None and block.path is None else block.data_url()
         image: dict[str, Any] = {"url": url}
         if block.detail:
             image["detail"] = block.detail
@@ -255,17 +255,38 @@ def _count(usage: dict[str, Any], key: str, provider: str) -> int | None:
     raise _malformed(provider, f"usage.{key} must be a non-negative integer", usage)
 
 
+def _detail(usage: dict[str, Any], details: str, key: str, provider: str) -> int | None:
+    section = usage.get(details)
+    return _count(section, key, provider) if isinstance(section, dict) else None
+
+
 def parse_usage(body: dict[str, Any], provider: str = "openai") -> Usage | None:
-    """The ``usage`` of a reply or chunk (None when absent)."""
+    """The ``usage`` of a reply or chunk (None when absent), with the model the reply names.
+
+    Cached input comes from OpenAI's ``prompt_tokens_details.cached_tokens`` or, through LiteLLM, Anthropic's
+    ``cache_read_input_tokens``/``cache_creation_input_tokens`` (which LiteLLM already counts in ``prompt_tokens``);
+    reasoning from ``completion_tokens_details.reasoning_tokens``; llama.cpp's server reports the prompt tokens it
+    reused from its cache as ``timings.cache_n``."""
     usage = body.get("usage")
     if not usage:
         return None
     if not isinstance(usage, dict):
         raise _malformed(provider, "usage must be an object", usage)
+    cache_read = _detail(usage, "prompt_tokens_details", "cached_tokens", provider)
+    if cache_read is None:
+        cache_read = _count(usage, "cache_read_input_tokens", provider)
+    timings = body.get("timings")
+    if cache_read is None and isinstance(timings, dict) and type(timings.get("cache_n")) is int:
+        cache_read = timings["cache_n"]
+    model = body.get("model")
     return Usage(
         prompt_tokens=_count(usage, "prompt_tokens", provider),
         completion_tokens=_count(usage, "completion_tokens", provider),
         total_tokens=_count(usage, "total_tokens", provider),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=_count(usage, "cache_creation_input_tokens", provider),
+        reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens", provider),
+        model=model if isinstance(model, str) and model else None,
     )
 
 
@@ -455,7 +476,15 @@ class ChatStreamParser(StreamParser[ChatResponse]):
             extra["tool_calls"] = [{**c, "function": dict(c["function"])} for c in self.tool_calls]
         if self.reasoning:
             extra["reasoning"] = self.reasoning
-        return chat_chunk(text_message(self.text, extra), delta=delta_text, raw=chunk, logprobs=logprobs, usage=usage)
+        finish = choice.get("finish_reason") if choice is not None else None
+        return chat_chunk(
+            text_message(self.text, extra),
+            delta=delta_text,
+            raw=chunk,
+            logprobs=logprobs,
+            usage=usage,
+            additional_kwargs={"finish_reason": finish} if finish else None,
+        )
 
 
 class CompletionStreamParser(StreamParser[CompletionResponse]):
@@ -476,7 +505,11 @@ class CompletionStreamParser(StreamParser[CompletionResponse]):
         delta = _text(choice.get("text"), "choices[0].text", self.provider, chunk) if choice else ""
         self.text += delta
         logprobs = parse_logprobs(choice, self.provider) if choice else None
-        return completion_chunk(self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage)
+        finish = choice.get("finish_reason") if choice else None
+        extra = {"finish_reason": finish} if finish else None
+        return completion_chunk(
+            self.text, delta=delta, raw=chunk, logprobs=logprobs, usage=usage, additional_kwargs=extra
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -587,7 +620,12 @@ def _usage_json(usage: Usage | None) -> dict[str, Any] | None:
         return None
     prompt, completion = usage.prompt_tokens or 0, usage.completion_tokens or 0
     total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    body: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    if usage.cache_read_tokens is not None:
+        body["prompt_tokens_details"] = {"cached_tokens": usage.cache_read_tokens}
+    if usage.reasoning_tokens is not None:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return body
 
 
 def _finish_reason(response: ChatResponse) -> str:

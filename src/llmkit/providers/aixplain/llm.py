@@ -152,13 +152,16 @@ def _sent_top_p(top_p: float | None) -> float | None:
     return None if top_p is None or isinstance(top_p, _SignatureTopP) else top_p
 
 
-def _usage(usage: Any) -> Usage | None:
+def _usage(usage: Any, credits: Any = None) -> Usage | None:
+    """Tokens as reported, and the credits the run used (aiXplain bills in credits: they stay credits, never USD)."""
+    has_credits = isinstance(credits, int | float) and not isinstance(credits, bool)
     if not isinstance(usage, dict):
-        return None
+        return Usage(credits=float(credits)) if has_credits else None
     return Usage(
         prompt_tokens=usage.get("prompt_tokens"),
         completion_tokens=usage.get("completion_tokens"),
         total_tokens=usage.get("total_tokens"),
+        credits=float(credits) if has_credits else None,
     )
 
 
@@ -289,6 +292,9 @@ class AiXplainLLM(HTTPLLM):
     @classmethod
     def class_name(cls) -> str:
         return "aixplain_llm"
+
+    def _provider_name(self) -> str:
+        return "aixplain"
 
     @property
     def metadata(self) -> LLMMetadata:
@@ -592,7 +598,7 @@ class AiXplainLLM(HTTPLLM):
         return ChatResponse(
             message=text_message(content_text(response.data)),
             raw=response.to_dict(),
-            usage=_usage(response.usage),
+            usage=_usage(response.usage, response.used_credits),
             additional_kwargs=extra,
         )
 
@@ -671,7 +677,10 @@ class _StreamState:
         self.text += event.text
         extra = {"used_credits": event.used_credits} if event.used_credits is not None else {}
         return ChatResponse(
-            message=text_message(self.text), delta=event.text, usage=_usage(event.usage), additional_kwargs=extra
+            message=text_message(self.text),
+            delta=event.text,
+            usage=_usage(event.usage, event.used_credits),
+            additional_kwargs=extra,
         )
 
 

@@ -1,0 +1,260 @@
+"""OpenTelemetry for every LLM call, following the GenAI semantic conventions (extra ``otel``).
+
+One span per call (``chat {model}``, kind CLIENT) with ``gen_ai.operation.name``, ``gen_ai.provider.name``,
+``gen_ai.request.model`` and the sampling parameters, then ``gen_ai.response.model``, ``gen_ai.response.id``,
+``gen_ai.response.finish_reasons`` and ``gen_ai.usage.*`` (or ``error.type`` and an error status); one child span per
+transport retry (``retry {n}``, the failed attempt) and a span per operation (``structured_predict``,
+``predict_and_call``, ``structured_llm``, ``router`` and each ``router_attempt``), so a routed call reads as a tree.
+The metrics ``gen_ai.client.token.usage`` and ``gen_ai.client.operation.duration`` are recorded per call. Message
+content is captured only when asked (``capture_content=True``, or the environment's
+``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``).
+Outgoing HTTP requests carry the W3C ``traceparent`` of their call's span (or of the active span).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from llmkit.callbacks import CallbackHandler, LLMEvent, Operation, RetryEvent
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+
+#: How llmkit's call kinds are named by the conventions' ``gen_ai.operation.name``.
+OPERATION_NAMES = {"chat": "chat", "complete": "text_completion"}
+#: Request parameters -> their attribute.
+PARAMETER_ATTRIBUTES = {
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "seed": "gen_ai.request.seed",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+    "stop": "gen_ai.request.stop_sequences",
+}
+# The conventions' advised bucket boundaries.
+_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
+_DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+
+
+def _attribute(value: Any) -> Any:
+    """A value OpenTelemetry accepts: scalars, lists of strings; anything else as its string."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return list(value)
+    return str(value)
+
+
+def _messages(payload: Any) -> str:
+    """The input as the conventions' ``gen_ai.input.messages`` JSON (role and text parts)."""
+    if isinstance(payload, str):
+        return json.dumps([{"role": "user", "parts": [{"type": "text", "content": payload}]}])
+    messages: Sequence[ChatMessage] = payload
+    return json.dumps(
+        [{"role": str(m.role.value), "parts": [{"type": "text", "content": m.content or ""}]} for m in messages]
+    )
+
+
+class OpenTelemetryHandler(CallbackHandler):
+    """Callbacks -> OpenTelemetry spans and metrics (see the module docstring). Usually installed for every LLM at
+    once by :func:`llmkit.instrument`; it can also go in one LLM's ``CallbackManager``."""
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: otel_metrics.MeterProvider | None = None,
+        capture_content: bool | None = None,
+        metrics: bool = True,
+    ) -> None:
+        from llmkit import __version__
+
+        self.metrics = metrics
+        self.tracer = trace.get_tracer("llmkit", __version__, tracer_provider=tracer_provider)
+        meter = otel_metrics.get_meter("llmkit", __version__, meter_provider=meter_provider)
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
+        )
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        if capture_content is None:
+            capture_content = os.environ.get(_CAPTURE_ENV, "").lower() in ("1", "true", "yes")
+        self.capture_content = capture_content
+
+    # -- spans -------------------------------------------------------------------------------------------------------
+
+    def span_of(self, node: LLMEvent | Operation | None) -> trace.Span | None:
+        """The span of ``node``, or of its nearest ancestor that has one."""
+        while node is not None:
+            span = node.scratch.get(self)
+            if span is not None:
+                return span  # type: ignore[no-any-return]
+            node = node.parent
+        return None
+
+    def _context(self, parent: LLMEvent | Operation | None) -> Any:
+        span = self.span_of(parent)
+        return trace.set_span_in_context(span) if span is not None else None  # None: the active OTel context
+
+    def on_operation_start(self, op: Operation) -> None:
+        attributes = {f"llmkit.{key}": _attribute(value) for key, value in op.attributes.items()}
+        attributes["llmkit.operation"] = op.kind
+        label = op.attributes.get("deployment") or op.attributes.get("group") or op.attributes.get("output_cls")
+        name = f"{op.kind} {label}" if label else op.kind
+        op.scratch[self] = self.tracer.start_span(
+            name, context=self._context(op.parent), kind=SpanKind.INTERNAL, attributes=attributes
+        )
+
+    def on_operation_end(self, op: Operation) -> None:
+        span = op.scratch.pop(self, None)
+        if span is None:
+            return
+        if "outcome" in op.attributes:
+            span.set_attribute("llmkit.outcome", op.attributes["outcome"])
+        if op.error is not None:
+            _fail(span, op.error)
+        span.end()
+
+    def on_llm_start(self, event: LLMEvent) -> None:
+        operation = OPERATION_NAMES.get(event.kind, event.kind)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": operation,
+            "gen_ai.provider.name": event.provider,
+        }
+        if event.model:
+            attributes["gen_ai.request.model"] = event.model
+        for name, value in event.parameters.items():
+            key = PARAMETER_ATTRIBUTES.get(name)
+            if key is not None:
+                attributes[key] = [value] if name == "stop" and isinstance(value, str) else _attribute(value)
+        if self.capture_content:
+            attributes["gen_ai.input.messages"] = _messages(event.payload)
+        name = f"{operation} {event.model}" if event.model else operation
+        event.scratch[self] = self.tracer.start_span(
+            name,
+            context=self._context(event.parent),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=event.started_ns,
+        )
+
+    def on_llm_retry(self, event: LLMEvent, retry: RetryEvent) -> None:
+        parent = event.scratch.get(self)
+        if parent is None:
+            return
+        span = self.tracer.start_span(
+            f"retry {retry.attempt}",
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.CLIENT,
+            attributes={"llmkit.retry.attempt": retry.attempt, "llmkit.retry.delay": retry.delay},
+            start_time=retry.started_ns,
+        )
+        _fail(span, retry.error)
+        span.end(end_time=retry.ended_ns)
+
+    def on_llm_end(self, event: LLMEvent) -> None:
+        span = event.scratch.pop(self, None)
+        if span is None:
+            return
+        if not span.is_recording() and not self.metrics:  # sampled out: nothing to record
+            span.end()
+            return
+        response, usage = event.response, event.usage
+        attributes: dict[str, Any] = {}
+        response_model = usage.model if usage is not None else None
+        raw = getattr(response, "raw", None)
+        if isinstance(raw, dict):
+            response_model = response_model or raw.get("model")
+            if isinstance(raw.get("id"), str):
+                attributes["gen_ai.response.id"] = raw["id"]
+        if isinstance(response_model, str) and response_model:
+            attributes["gen_ai.response.model"] = response_model
+        finish = event.finish_reason or (
+            response.additional_kwargs.get("finish_reason")
+            if isinstance(response, ChatResponse | CompletionResponse)
+            else None
+        )
+        if isinstance(finish, str) and finish:
+            attributes["gen_ai.response.finish_reasons"] = [finish]
+        if usage is not None:
+            for key, value in (
+                ("gen_ai.usage.input_tokens", usage.prompt_tokens),
+                ("gen_ai.usage.output_tokens", usage.completion_tokens),
+                ("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens),
+                ("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens),
+                ("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens),
+            ):
+                if value is not None:
+                    attributes[key] = value
+            cost = event.cost
+            if cost.amount is not None:
+                attributes["llmkit.cost" if cost.currency == "USD" else "llmkit.cost.credits"] = float(cost.amount)
+        if self.capture_content and response is not None:
+            text = response.text if isinstance(response, ChatResponse | CompletionResponse) else str(response)
+            attributes["gen_ai.output.messages"] = json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish or ""}]
+            )
+        span.set_attributes(attributes)
+        span.end()
+        if not self.metrics:
+            return
+        metric = self._metric_attributes(event, response_model)
+        self.duration.record(event.elapsed, metric)
+        if usage is not None:
+            if usage.prompt_tokens is not None:
+                self.token_usage.record(usage.prompt_tokens, {**metric, "gen_ai.token.type": "input"})
+            if usage.completion_tokens is not None:
+                self.token_usage.record(usage.completion_tokens, {**metric, "gen_ai.token.type": "output"})
+
+    def on_llm_error(self, event: LLMEvent) -> None:
+        span = event.scratch.pop(self, None)
+        if span is None or event.error is None:
+            return
+        _fail(span, event.error)
+        span.end()
+        if not self.metrics:
+            return
+        metric = self._metric_attributes(event, None)
+        metric["error.type"] = type(event.error).__qualname__
+        self.duration.record(event.elapsed, metric)
+
+    def _metric_attributes(self, event: LLMEvent, response_model: Any) -> dict[str, Any]:
+        metric: dict[str, Any] = {
+            "gen_ai.operation.name": OPERATION_NAMES.get(event.kind, event.kind),
+            "gen_ai.provider.name": event.provider,
+        }
+        if event.model:
+            metric["gen_ai.request.model"] = event.model
+        if isinstance(response_model, str) and response_model:
+            metric["gen_ai.response.model"] = response_model
+        return metric
+
+    # -- propagation ---------------------------------------------------------------------------------------------------
+
+    def inject(self, node: LLMEvent | Operation | None, headers: dict[str, str]) -> None:
+        """Add ``traceparent`` (and the other configured propagators' headers) for ``node``'s span, else the active
+        span's; nothing when there is none."""
+        span = self.span_of(node)
+        propagate.inject(headers, context=trace.set_span_in_context(span) if span is not None else None)
+
+
+def _fail(span: trace.Span, error: BaseException) -> None:
+    span.set_attribute("error.type", type(error).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {str(error)[:200]}"))
+
+
+__all__ = ["OpenTelemetryHandler"]

@@ -1,0 +1,361 @@
+"""What a call cost: a token usage priced from the maintained ``genai-prices`` table (extra ``cost``).
+
+:func:`price` is the one pricing function (the gateway uses it too): ``price(usage, provider, model)`` is a
+:class:`Cost` or None when nothing prices that model. ``response.cost`` is :func:`cost_of` its usage, which always
+answers: a price, zero for a local model, credits for a credit-billed service, or *unknown* with the reason — never
+a made-up 0.
+
+Prices come from, in order: overrides (:func:`set_price`, :func:`load_prices`), then ``genai-prices`` (prices dated
+by the request time, cache read and write rates, tiers). Input counts include cached tokens, as OpenAI reports them.
+
+Example:
+    >>> from llmkit.types import Usage
+    >>> set_price("my-finetune", input=1.0, output=2.0)  # USD per million tokens
+    >>> price(Usage(prompt_tokens=1000, completion_tokens=500), "openai_compatible", "my-finetune").amount
+    Decimal('0.002')
+    >>> str(cost_of(Usage(prompt_tokens=10, completion_tokens=5, provider="llama.cpp", model="smollm2")))
+    '$0 (local model)'
+    >>> cost_of(Usage(prompt_tokens=10, completion_tokens=5, provider="gradient", model="x")).known
+    False
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from llmkit.errors import ConfigurationError
+from llmkit.types import Usage
+
+#: Providers that run on the user's machine: their calls cost nothing.
+LOCAL_PROVIDERS = frozenset({"llama.cpp", "ollama", "mock", "function"})
+
+#: llmkit's (and LiteLLM's) provider names -> genai-prices provider ids, where they differ or are known to exist.
+PROVIDER_IDS = {
+    "openai": "openai",
+    "azure": "azure",
+    "anthropic": "anthropic",
+    "gemini": "google",
+    "google": "google",
+    "vertex_ai": "google",
+    "mistral": "mistral",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "xai": "x-ai",
+    "x-ai": "x-ai",
+    "together_ai": "together",
+    "together": "together",
+    "fireworks_ai": "fireworks",
+    "cohere": "cohere",
+    "bedrock": "aws",
+    "openrouter": "openrouter",
+    "perplexity": "perplexity",
+    "cerebras": "cerebras",
+}
+
+#: Providers whose calls may go anywhere (LiteLLM without a prefix): the table finds the provider from the model.
+GUESSED_PROVIDERS = frozenset({"litellm"})
+
+_MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """A call's cost. ``amount`` is None when unknown (``reason`` says why), else in ``currency`` (``"USD"``, or
+    ``"credits"`` for aiXplain). ``input``/``output`` split a USD amount where the price table does."""
+
+    amount: Decimal | None
+    currency: str = "USD"
+    input: Decimal | None = None
+    output: Decimal | None = None
+    provider: str | None = None
+    model: str | None = None
+    reason: str = ""
+
+    @property
+    def known(self) -> bool:
+        """Whether the amount is known."""
+        return self.amount is not None
+
+    def __str__(self) -> str:
+        if self.amount is None:
+            return f"unknown ({self.reason})" if self.reason else "unknown"
+        text = format_amount(self.amount, self.currency)
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+def format_amount(amount: Decimal, currency: str = "USD") -> str:
+    """``$0.00575`` for USD, ``0.25 credits`` otherwise: exact, without trailing zeros or an exponent."""
+    text = f"{amount.normalize():f}" if amount else "0"
+    return f"${text}" if currency == "USD" else f"{text} {currency}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """USD per million tokens (the override format). A missing cache rate charges those tokens as input."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+
+    def cost(self, usage: Usage) -> tuple[Decimal, Decimal]:
+        read, write = usage.cache_read_tokens or 0, usage.cache_write_tokens or 0
+        uncached = max((usage.prompt_tokens or 0) - read - write, 0)
+        cache_read = self.input if self.cache_read is None else self.cache_read
+        cache_write = self.input if self.cache_write is None else self.cache_write
+        spent_in = uncached * self.input + read * cache_read + write * cache_write
+        return spent_in / _MILLION, (usage.completion_tokens or 0) * self.output / _MILLION
+
+
+_overrides: dict[tuple[str | None, str], Rates] = {}
+_lock = threading.Lock()
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        number = Decimal("NaN")
+    if not number.is_finite() or number < 0:
+        raise ConfigurationError(f"price override: {what} must be a non-negative number of USD per million tokens")
+    return number
+
+
+def set_price(
+    model: str,
+    *,
+    input: float | str,
+    output: float | str,
+    cache_read: float | str | None = None,
+    cache_write: float | str | None = None,
+    provider: str | None = None,
+) -> None:
+    """Price ``model`` (of ``provider``, or of any provider) at these USD per million tokens, before the table.
+
+    Example:
+        >>> set_price("house-model", input=0.5, output=1.5, provider="vllm")
+    """
+    rates = Rates(
+        _decimal(input, "input"),
+        _decimal(output, "output"),
+        None if cache_read is None else _decimal(cache_read, "cache_read"),
+        None if cache_write is None else _decimal(cache_write, "cache_write"),
+    )
+    with _lock:
+        _overrides[(provider, model)] = rates
+
+
+def load_prices(source: str | Path | Mapping[str, Any]) -> None:
+    """Overrides from config: a TOML/JSON file or a mapping ``{"prices": {"[provider/]model": {"input": 1.0,
+    "output": 2.0, "cache_read": 0.1, "cache_write": 1.25}}}`` (USD per million tokens; a bare table is accepted)."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            text = path.read_text()
+            config: Mapping[str, Any] = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"price overrides {path} cannot be read: {exc}") from exc
+    else:
+        config = source
+    table = config.get("prices", config)
+    if not isinstance(table, Mapping):
+        raise ConfigurationError("price overrides: 'prices' must be a table of models")
+    for name, entry in table.items():
+        if not isinstance(entry, Mapping) or "input" not in entry or "output" not in entry:
+            raise ConfigurationError(f"price override {name!r} needs 'input' and 'output' (USD per million tokens)")
+        provider, _, model = str(name).rpartition("/") if "/" in str(name) else ("", "", str(name))
+        set_price(
+            model,
+            provider=provider or None,
+            input=entry["input"],
+            output=entry["output"],
+            cache_read=entry.get("cache_read"),
+            cache_write=entry.get("cache_write"),
+        )
+
+
+def clear_prices() -> None:
+    """Forget every override."""
+    with _lock:
+        _overrides.clear()
+
+
+def _override(provider: str | None, model: str) -> Rates | None:
+    return _overrides.get((provider, model)) or _overrides.get((None, model))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# genai-prices: located once per (provider, model); a plain (untiered) price is affine in the token counts, so its
+# coefficients are read once from genai-prices itself and a call costs a few multiplications, not a table walk.
+
+
+class _Affine:
+    __slots__ = ("base", "cache_read", "cache_write", "input", "output", "source")
+
+    def __init__(self, calc: Any, source: Any) -> None:
+        n = 1_000_000
+        self.source = source  # kept alive: the cache is keyed by its id
+        zero = calc(0, 0, 0, 0)
+        self.base = zero[0] + zero[1]
+        with_input = calc(n, 0, 0, 0)
+        self.input = (with_input[0] - zero[0]) / n
+        self.cache_read = (calc(n, n, 0, 0)[0] - with_input[0]) / n
+        self.cache_write = (calc(n, 0, n, 0)[0] - with_input[0]) / n
+        self.output = (calc(0, 0, 0, n)[1] - zero[1]) / n
+
+    def cost(self, usage: Usage) -> tuple[Decimal, Decimal]:
+        read, write = usage.cache_read_tokens or 0, usage.cache_write_tokens or 0
+        spent_in = (usage.prompt_tokens or 0) * self.input + read * self.cache_read + write * self.cache_write
+        return self.base + spent_in, (usage.completion_tokens or 0) * self.output
+
+
+_models: dict[tuple[str | None, str], Any] = {}
+_affine: dict[int, _Affine | None] = {}
+_current: dict[tuple[str | None, str], tuple[Any, float]] = {}
+
+
+_available: bool | None = None
+
+
+def genai_prices_available() -> bool:
+    """Whether the price table (package ``genai-prices``, extra ``cost``) is installed (imported on first ask)."""
+    global _available
+    if _available is None:
+        try:
+            import genai_prices  # noqa: F401
+        except ImportError:
+            _available = False
+        else:
+            _available = True
+    return _available
+
+
+def _table_price(usage: Usage, provider_id: str | None, model: str, when: datetime | None) -> Cost | None:
+    key = (provider_id, model)
+    found: Any = _models.get(key)
+    if found is None:
+        from genai_prices import data_snapshot
+
+        try:
+            found = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
+        except LookupError:
+            found = False
+        _models[key] = found
+    if found is False:
+        return None
+    table_provider, info = found
+    prices = _current_prices(key, info) if when is None else info.get_prices(when)
+    if id(prices) in _affine:
+        affine = _affine[id(prices)]
+    else:
+        affine = _affine[id(prices)] = _probe(prices)
+    if affine is not None:
+        spent_in, spent_out = affine.cost(usage)
+    else:  # tiered: the exact calculation every time
+        calc = prices.calc_price(_table_usage(usage))
+        spent_in, spent_out = calc["input_price"], calc["output_price"]
+    return Cost(spent_in + spent_out, "USD", spent_in, spent_out, table_provider.id, info.id)
+
+
+def _current_prices(key: tuple[str | None, str], info: Any) -> Any:
+    """The model's price now: dated prices change at most daily, so the choice is kept for a minute."""
+    now = time.monotonic()
+    cached = _current.get(key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    prices = info.get_prices(datetime.now(tz=UTC))
+    _current[key] = (prices, now + 60.0)
+    return prices
+
+
+def _table_usage(usage: Usage) -> Any:
+    import genai_prices
+
+    return genai_prices.Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        cache_read_tokens=usage.cache_read_tokens or None,
+        cache_write_tokens=usage.cache_write_tokens or None,
+        output_tokens=usage.completion_tokens or 0,
+    )
+
+
+def _probe(prices: Any) -> _Affine | None:
+    import genai_prices
+    from genai_prices.types import TieredPrices
+
+    if any(isinstance(value, TieredPrices) for value in vars(prices).values()):
+        return None
+
+    def calc(tokens_in: int, read: int, write: int, out: int) -> tuple[Decimal, Decimal]:
+        counts = {"input_tokens": tokens_in, "cache_read_tokens": read, "cache_write_tokens": write}
+        result = prices.calc_price(genai_prices.Usage(**{k: v for k, v in counts.items() if v}, output_tokens=out))
+        return result["input_price"], result["output_price"]
+
+    return _Affine(calc, prices)
+
+
+def price(usage: Usage, provider: str | None, model: str | None, *, when: datetime | None = None) -> Cost | None:
+    """The cost of ``usage`` on ``provider``'s ``model`` at ``when`` (default now), or None when nothing prices it.
+
+    Local providers cost zero; aiXplain's credits stay credits; overrides come before the ``genai-prices`` table.
+    A usage that does not say its input or output tokens cannot be priced (None)."""
+    if provider in LOCAL_PROVIDERS:
+        return Cost(Decimal(0), provider=provider, model=model, reason="local model")
+    if provider == "aixplain" and usage.credits is not None:
+        return Cost(Decimal(str(usage.credits)), "credits", provider=provider, model=model)
+    if model is None or usage.prompt_tokens is None or usage.completion_tokens is None:
+        return None
+    rates = _override(provider, model)
+    if rates is not None:
+        spent_in, spent_out = rates.cost(usage)
+        return Cost(spent_in + spent_out, "USD", spent_in, spent_out, provider, model)
+    provider_id = PROVIDER_IDS.get(provider or "")
+    if (provider_id is None and provider not in GUESSED_PROVIDERS) or not genai_prices_available():
+        return None
+    return _table_price(usage, provider_id, model, when)
+
+
+def cost_of(usage: Usage | None) -> Cost:
+    """What a response's ``usage`` cost (by its ``provider`` and ``model``): known, or unknown with the reason."""
+    if usage is None:
+        return Cost(None, reason="the service reported no usage")
+    provider, model = usage.provider, usage.model
+    priced = price(usage, provider, model)
+    if priced is not None:
+        return priced
+    if provider not in LOCAL_PROVIDERS and provider != "aixplain":
+        if usage.prompt_tokens is None or usage.completion_tokens is None:
+            reason = "the service reported no token counts"
+        elif model is None:
+            reason = "the model is not known"
+        elif provider not in PROVIDER_IDS and provider not in GUESSED_PROVIDERS:
+            reason = f"no price for provider {provider!r}: set one with llmkit.usage.set_price"
+        elif not genai_prices_available():
+            reason = "prices need the 'genai-prices' package: pip install 'llmkit[cost]'"
+        else:
+            reason = f"no price for {provider}/{model}: set one with llmkit.usage.set_price"
+    else:
+        reason = "the service reported no credits"
+    return Cost(None, provider=provider, model=model, reason=reason)
+
+
+__all__ = [
+    "LOCAL_PROVIDERS",
+    "Cost",
+    "clear_prices",
+    "cost_of",
+    "format_amount",
+    "genai_prices_available",
+    "load_prices",
+    "price",
+    "set_price",
+]
