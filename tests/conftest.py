@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,9 @@ def local_llm(model_path: Path) -> LlamaCpp:
 @pytest.fixture(scope="session")
 def llama_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` with the embedded model: a real OpenAI-compatible peer we did not write."""
-    pytest.importorskip("llama_cpp.server", reason="the 'server' extra is not installed: pip install 'llmkit[server]'")
+    pytest.importorskip(
+        "llama_cpp.server", reason="the 'llama-server' extra is not installed: pip install 'llmkit[llama-server]'"
+    )
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as out:
@@ -141,3 +144,44 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _postgres_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL (Debian package) on 127.0.0.1 in a throwaway cluster; its URL."""
+    pytest.importorskip("psycopg", reason="the 'postgres' extra is not installed: pip install 'llmkit[postgres]'")
+    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; scripts/install.sh does)")
+    root = Path(tempfile.mkdtemp(prefix="llmkit-postgres-"))  # outside pytest's root-only folders
+    data = root / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's own user
+        import pwd
+
+        owner = pwd.getpwnam("postgres")
+        os.chown(root, owner.pw_uid, owner.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "llmkit"], check=True, capture_output=True)
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    log = root / "server.log"
+    started = subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w", "-t", "30", "start"],
+        capture_output=True,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"PostgreSQL did not start: {started.stderr.decode()} {log.read_text() if log.exists() else ''}")
+    try:
+        yield f"postgresql://llmkit@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

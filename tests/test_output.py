@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, RootModel
 from typing_extensions import TypedDict
 
-from llmkit import ChatMessage, ScriptedLLM, OutputTypeError, PromptTemplate, PydanticProgramMode
+from llmkit import ChatMessage, OutputTypeError, PromptTemplate, PydanticProgramMode, ScriptedLLM
 from llmkit.output import output_type
 from llmkit.providers.function import FunctionLLM
 from llmkit.types import ChatResponse, text_message

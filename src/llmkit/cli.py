@@ -10,6 +10,7 @@ Examples::
     llmkit models
     llmkit chat --cache "Hi"                              # a repeated request is answered from the on-disk cache
     llmkit cache stats                                    # what the cache holds; `llmkit cache clear` empties it
+    llmkit serve --config gateway.yaml --port 4000        # an OpenAI-compatible gateway (extra `server`)
 
 Errors go to stderr with a non-zero exit code, without a traceback unless ``--debug``.
 """
@@ -78,6 +79,13 @@ def _build_parser() -> argparse.ArgumentParser:
     model_options(complete)
 
     commands.add_parser("models", help="list providers and the local models found")
+
+    serve = commands.add_parser("serve", help="an OpenAI-compatible gateway over llmkit LLMs (extra 'server')")
+    serve.add_argument("--config", help="gateway config (.yaml, .toml, .json); default: the embedded model as 'local'")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_positive_int, default=4000)
+    serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes (share state via Redis)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
     cache = commands.add_parser("cache", help="inspect or empty the response cache")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
@@ -324,6 +332,37 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    try:
+        import uvicorn
+    except ImportError as exc:
+        from llmkit.errors import missing_extra
+
+        raise missing_extra("uvicorn", "server") from exc
+    from llmkit.gateway.app import CONFIG_ENV, create_app
+    from llmkit.gateway.config import load_gateway_config
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "access_log": False,  # the gateway writes its own access log, one JSON line per request, without secrets
+        "timeout_graceful_shutdown": 30,  # SIGTERM: stop accepting, let in-flight streams finish
+    }
+    if args.workers == 1:
+        app = create_app(args.config)  # a bad config is an error before the port is taken
+        uvicorn.run(app, **options)
+        return 0
+    load_gateway_config(args.config)  # check the file once, in this process, before starting workers
+    os.environ[CONFIG_ENV] = str(Path(args.config).resolve()) if args.config else ""
+    uvicorn.run("llmkit.gateway.app:app_from_env", factory=True, workers=args.workers, **options)
+    return 0
+
+
 def _cache_store(args: argparse.Namespace) -> Any:
     if args.redis:
         from llmkit.cache.redis import RedisCache
@@ -355,7 +394,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmkit`` console script."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    handlers = {"chat": _chat, "complete": _complete, "models": _models, "pull": _pull, "cache": _cache}
+    handlers = {
+        "chat": _chat,
+        "complete": _complete,
+        "models": _models,
+        "pull": _pull,
+        "cache": _cache,
+        "serve": _serve,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

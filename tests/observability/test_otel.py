@@ -159,7 +159,8 @@ def test_predict_and_call_nests_its_calls(otel: Telemetry) -> None:
         """Add two integers."""
         return a + b
 
-    assert ScriptedLLM().predict_and_call([FunctionTool.from_defaults(add)], "What is 1 + 2?").sources[0].tool_name == "add"
+    answer = ScriptedLLM().predict_and_call([FunctionTool.from_defaults(add)], "What is 1 + 2?")
+    assert answer.sources[0].tool_name == "add"
     (root,) = [span for span in otel.spans() if span.parent is None]
     assert root.name == "predict_and_call"
     (chat,) = otel.children(root)

@@ -16,10 +16,10 @@ from llmkit import (
     ConfigurationError,
     GradientBaseModelLLM,
     GradientModelAdapterLLM,
-    ScriptedLLM,
     OpenAI,
     OpenAILike,
     PromptTemplate,
+    ScriptedLLM,
     SerializationError,
     TokenCountingHandler,
 )
