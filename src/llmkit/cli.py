@@ -333,7 +333,6 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
     import os
 
     try:
@@ -345,11 +344,24 @@ def _serve(args: argparse.Namespace) -> int:
     from llmkit.gateway.app import CONFIG_ENV, create_app
     from llmkit.gateway.config import load_gateway_config
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(message)s")
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    # uvicorn's logging plus the gateway's access log (one JSON line per request), applied in every worker process.
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["formatters"]["line"] = {"format": "%(message)s"}
+    log_config["handlers"]["gateway"] = {
+        "formatter": "line",
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+    }
+    log_config["loggers"]["llmkit.gateway"] = {"handlers": ["gateway"], "level": args.log_level.upper()}
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "log_level": args.log_level,
+        "log_config": log_config,
         "access_log": False,  # the gateway writes its own access log, one JSON line per request, without secrets
         "timeout_graceful_shutdown": 30,  # SIGTERM: stop accepting, let in-flight streams finish
     }

@@ -99,11 +99,11 @@ class Gateway:
         if config.redis_url:
             from llmkit.router.state import RedisState
 
-            self.limits = RedisState(config.redis_url, namespace="gateway")
+            self.limits = RedisState(config.redis_url, namespace="gateway", window_seconds=config.rate_window_seconds)
         else:
             from llmkit.router.state import LocalState
 
-            self.limits = LocalState()
+            self.limits = LocalState(window_seconds=config.rate_window_seconds)
         self.metrics = Metrics()
         self.pricing = Pricing(default_output_tokens=config.default_max_tokens_estimate)
         if config.prices is not None:
@@ -260,6 +260,7 @@ class Gateway:
             json.dumps(
                 {
                     "request_id": call.request_id,
+                    "worker": os.getpid(),
                     "key_id": key.id if key is not None else None,
                     "model": call.model,
                     "status": status,

@@ -98,6 +98,7 @@ class GatewayConfig(BaseModel):
     max_request_bytes: int = Field(default=8 * 2**20, gt=0)
     key_cache_seconds: float = Field(default=2.0, ge=0)
     default_max_tokens_estimate: int = Field(default=1024, gt=0)
+    rate_window_seconds: float = Field(default=60.0, gt=0)  # the window of a key's rpm/tpm (tests shorten it)
     prices: dict[str, Any] | str | None = None  # price overrides: {"[provider/]model": {"input": .., "output": ..}}
 
 
