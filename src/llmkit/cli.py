@@ -341,12 +341,12 @@ def _serve(args: argparse.Namespace) -> int:
         from llmkit.errors import missing_extra
 
         raise missing_extra("uvicorn", "server") from exc
-    from llmkit.gateway.app import CONFIG_ENV, create_app
-    from llmkit.gateway.config import load_gateway_config
-
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
+
+    from llmkit.gateway.app import CONFIG_ENV, create_app
+    from llmkit.gateway.config import load_gateway_config
 
     # uvicorn's logging plus the gateway's access log (one JSON line per request), applied in every worker process.
     log_config = copy.deepcopy(LOGGING_CONFIG)
