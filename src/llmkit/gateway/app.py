@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -50,6 +51,18 @@ except ImportError as exc:  # pragma: no cover - the extra names itself
 
 access_log = logging.getLogger("llmkit.gateway.access")
 CONFIG_ENV = "LLMKIT_GATEWAY_CONFIG"
+
+
+class _Ids:
+    """Unique ids without a system call each (``os.urandom`` costs tens of µs on some VMs): a random prefix per
+    process, then a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(6)
+        self._count = itertools.count()
+
+    def __call__(self, kind: str) -> str:
+        return f"{kind}{self._prefix}{next(self._count):012x}"
 
 
 def _default_database() -> str:
@@ -111,6 +124,7 @@ class Gateway:
 
             load_prices(config.prices if isinstance(config.prices, str) else {"prices": config.prices})
         self._keys: dict[str, tuple[float, VirtualKey | None]] = {}
+        self._ids = _Ids()
 
     # -- the app -------------------------------------------------------------------------------------------------
 
@@ -140,7 +154,7 @@ class Gateway:
         self, handler: Callable[[Request, str, _Principal], Awaitable[Response]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            request_id = "req_" + secrets.token_hex(12)
+            request_id = self._ids("req_")
             try:
                 principal = self._authenticate(request)
                 return await handler(request, request_id, principal)
@@ -308,7 +322,7 @@ class Gateway:
         self._admit(call, llm, (request_bytes, len(parsed.messages)), kwargs)
         if not parsed.stream:
             return await self._answer(request, call, llm, llm.achat(parsed.messages, **kwargs), self._chat_json)
-        encoder = ChunkEncoder(parsed.model)
+        encoder = ChunkEncoder(parsed.model, self._ids("chatcmpl-"))
 
         async def start() -> AsyncGenerator[ChatResponse, None]:
             return await llm.astream_chat(parsed.messages, **kwargs)
@@ -327,7 +341,7 @@ class Gateway:
         skip = {"model", "prompt", "stream", "stream_options", "n", "echo", "best_of", "suffix", "user"}
         kwargs = {k: v for k, v in body.items() if k not in skip and v is not None}
         self._admit(call, llm, (request_bytes, 1), kwargs)
-        completion_id = "cmpl-" + secrets.token_hex(12)
+        completion_id = self._ids("cmpl-")
         created = int(time.time())
 
         def chunk(text: str, finish: str | None) -> dict[str, Any]:
@@ -361,9 +375,8 @@ class Gateway:
 
         return await self._stream(call, llm, start, encode, final)
 
-    @staticmethod
-    def _chat_json(response: Any) -> dict[str, Any]:
-        return chat_completion_json(response, "")  # the public model name is set by the caller
+    def _chat_json(self, response: Any) -> dict[str, Any]:
+        return chat_completion_json(response, "", self._ids("chatcmpl-"))  # the caller sets the public model name
 
     async def _answer(
         self,

@@ -12,7 +12,7 @@ from llmkit.errors import missing_extra
 
 
 class Metrics:
-    """Requests by model and status, tokens by model and direction, latency, requests in flight."""
+    """Requests by model and status, tokens by model and direction, cost, latency."""
 
     def __init__(self) -> None:
         try:
@@ -35,19 +35,26 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.in_flight = prom.Gauge("llmkit_gateway_in_flight", "Requests being answered", registry=self.registry)
+        self._children: dict[tuple[str, ...], Any] = {}  # labelled series, looked up once (labels() is not free)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def observe(self, model: str, status: int, seconds: float, usage: Any, cost: float | None) -> None:
         """Count one finished request."""
-        self.requests.labels(model, str(status)).inc()
-        self.latency.labels(model).observe(seconds)
+        self._child(self.requests, model, str(status)).inc()
+        self._child(self.latency, model).observe(seconds)
         if usage is not None:
             if usage.prompt_tokens:
-                self.tokens.labels(model, "input").inc(usage.prompt_tokens)
+                self._child(self.tokens, model, "input").inc(usage.prompt_tokens)
             if usage.completion_tokens:
-                self.tokens.labels(model, "output").inc(usage.completion_tokens)
+                self._child(self.tokens, model, "output").inc(usage.completion_tokens)
         if cost:
-            self.cost.labels(model).inc(cost)
+            self._child(self.cost, model).inc(cost)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
