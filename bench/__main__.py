@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".bench-venv"
-COMPARED = ["openai", "litellm", "mcp", "llama-index-core", "llama-index-llms-openai-like", "psutil"]
+COMPARED = ["openai", "litellm[proxy]", "mcp", "llama-index-core", "llama-index-llms-openai-like", "psutil"]
 
 
 def ensure_venv() -> Path:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import cache, http, local_model, observability, router
+from bench import cache, gateway, http, local_model, observability, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -73,6 +73,7 @@ def render(
     routed: dict[str, float] | None = None,
     cached: dict[str, float] | None = None,
     observed: dict[str, float] | None = None,
+    gatewayed: dict[str, dict[str, float]] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -107,6 +108,11 @@ def render(
             else []
         ),
         *(["## The response cache — hits, same canned server", "", cache.table(cached), ""] if cached else []),
+        *(
+            ["## The gateway: `llmkit serve` beside LiteLLM's proxy", "", gateway.table(gatewayed), ""]
+            if gatewayed
+            else []
+        ),
         *(
             [
                 "## Usage, cost and tracing — the CostTracker and the OpenTelemetry handler, same canned server",
@@ -156,10 +162,12 @@ def main() -> int:
     cached = cache.measure(calls=args.calls)
     print("usage, cost and tracing ...", flush=True)
     observed = observability.measure(calls=args.calls)
+    print("gateway ...", flush=True)
+    gatewayed = gateway.measure(seconds=3.0, rss_requests=20_000)
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command, routed, cached, observed)
+    text = render(imports, results, local, valid, args.command, routed, cached, observed, gatewayed)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)
