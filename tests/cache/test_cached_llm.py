@@ -47,7 +47,12 @@ def test_a_repeated_call_is_answered_from_the_cache(counted: tuple[OpenAILike, s
     first, second = cached.chat(Q), cached.chat(Q)
     assert attempts(fault_server, test_id) == 1
     assert second.message.content == first.message.content == "ok"
-    assert second.usage == first.usage
+    assert second.usage is not None
+    assert first.usage is not None
+    assert second.usage.total_tokens == first.usage.total_tokens  # the answer's tokens, kept
+    assert second.usage.provider == "cache"
+    assert second.cost.amount == 0  # but a hit costs nothing
+    assert second.cost.reason == "answered from the cache"
     assert "cache_hit" not in first.additional_kwargs
     assert second.additional_kwargs["cache_hit"] is True
     cached.chat(Q, temperature=0.5)  # another request
@@ -335,3 +340,19 @@ def test_cached_llm_passes_the_wrapper_conformance_of_the_wrapped_model() -> Non
     cached = CachedLLM(llm=ScriptedLLM(), cache=MemoryCache())
     assert cached.metadata == cached.llm.metadata
     assert cached.capabilities == cached.llm.capabilities
+
+
+def test_a_hit_costs_nothing_in_cost_trackers(usage_server: Any) -> None:
+    pytest.importorskip("genai_prices", reason="prices need the 'cost' extra: pip install 'llmkit[cost]'")
+    from llmkit import OpenAI
+    from llmkit.usage import CostTracker
+
+    tracker = CostTracker()
+    llm = OpenAI(model="gpt-4o", api_base=usage_server.url, api_key="sk-test", callback_manager=CallbackManager([tracker]))
+    cached = llm.with_cache(MemoryCache())
+    cached.chat(Q)
+    cached.chat(Q)
+    list(cached.stream_chat([ChatMessage(content="s")]))
+    list(cached.stream_chat([ChatMessage(content="s")]))
+    # gpt-4o from the usage server, one-shot: 1,000 uncached input at $2.50, 200 cached at $1.25, 300 out at $10 /M.
+    assert float(tracker.total_cost) == pytest.approx(2 * 0.00575)  # two answers paid for, two hits free

@@ -5,8 +5,9 @@ early by the caller is never stored. A cached stream answers a plain call too; a
 one-chunk stream only with ``replay_answer_as_stream=True``. A request with nothing canonical to key it by (an
 arbitrary object among its arguments) goes through uncached.
 
-A hit is marked (``response.additional_kwargs["cache_hit"] is True``) and reported to the wrapped LLM's callbacks
-like a call, so tracing and cost accounting see it.
+A hit is marked (``response.additional_kwargs["cache_hit"] is True``; its usage keeps the original token counts and
+names the provider ``"cache"``, so ``response.cost`` and cost trackers count it as free) and is reported to the
+wrapped LLM's callbacks like a call, so tracing and cost accounting see it.
 
 Per call: ``cache=False`` skips the cache (no read, no write); ``cache_ttl=seconds`` sets this entry's lifetime.
 
@@ -37,6 +38,7 @@ from llmkit.cache.entry import CorruptEntry, Entry, Recording
 from llmkit.cache.key import RequestKey, Uncacheable
 from llmkit.errors import CacheError
 from llmkit.types import ChatResponse
+from llmkit.usage.cost import CACHE_PROVIDER
 from llmkit.wrapper import LLMCall, Response, WrapperLLM
 
 
@@ -94,6 +96,13 @@ class _Flights:
             with self._lock:
                 del self._waiting[slot]
             done.set()
+
+
+def _as_hit(response: Response) -> Response:
+    """A stored answer served again: it cost nothing this time (see :data:`llmkit.usage.cost.CACHE_PROVIDER`)."""
+    if response.usage is not None:
+        response.usage.provider = CACHE_PROVIDER
+    return response
 
 
 def _default_cache() -> Cache:
@@ -196,7 +205,7 @@ class CachedLLM(WrapperLLM):
         if entry is None:
             return None
         try:
-            response: Any = entry.answer(cache_hit=True)
+            response: Any = _as_hit(entry.answer(cache_hit=True))
         except CorruptEntry:
             return None
         with self.llm._event(call.endpoint, call.messages if call.is_chat else call.prompt, call.kwargs) as event:
@@ -206,7 +215,7 @@ class CachedLLM(WrapperLLM):
         if entry is None or not (entry.stream or self.replay_answer_as_stream):
             return None
         try:
-            chunks = entry.responses(cache_hit=True)
+            chunks = [_as_hit(chunk) for chunk in entry.responses(cache_hit=True)]
         except CorruptEntry:
             return None
         if not entry.stream:  # a plain answer as one chunk: its delta is the whole text

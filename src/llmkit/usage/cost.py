@@ -37,6 +37,8 @@ from llmkit.types import Usage
 
 #: Providers that run on the user's machine: their calls cost nothing.
 LOCAL_PROVIDERS = frozenset({"llama.cpp", "ollama", "mock", "function"})
+#: The provider a response-cache hit's usage names: the answer was stored, so it cost nothing this time.
+CACHE_PROVIDER = "cache"
 
 #: llmkit's (and LiteLLM's) provider names -> genai-prices provider ids, where they differ or are known to exist.
 PROVIDER_IDS = {
@@ -310,6 +312,8 @@ def price(usage: Usage, provider: str | None, model: str | None, *, when: dateti
     A usage that does not say its input or output tokens cannot be priced (None)."""
     if provider in LOCAL_PROVIDERS:
         return Cost(Decimal(0), provider=provider, model=model, reason="local model")
+    if provider == CACHE_PROVIDER:
+        return Cost(Decimal(0), provider=provider, model=model, reason="answered from the cache")
     if provider == "aixplain" and usage.credits is not None:
         return Cost(Decimal(str(usage.credits)), "credits", provider=provider, model=model)
     if model is None or usage.prompt_tokens is None or usage.completion_tokens is None:
@@ -332,7 +336,7 @@ def cost_of(usage: Usage | None) -> Cost:
     priced = price(usage, provider, model)
     if priced is not None:
         return priced
-    if provider not in LOCAL_PROVIDERS and provider != "aixplain":
+    if provider not in LOCAL_PROVIDERS and provider not in (CACHE_PROVIDER, "aixplain"):
         if usage.prompt_tokens is None or usage.completion_tokens is None:
             reason = "the service reported no token counts"
         elif model is None:
