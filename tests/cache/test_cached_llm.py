@@ -348,7 +348,8 @@ def test_a_hit_costs_nothing_in_cost_trackers(usage_server: Any) -> None:
     from llmkit.usage import CostTracker
 
     tracker = CostTracker()
-    llm = OpenAI(model="gpt-4o", api_base=usage_server.url, api_key="sk-test", callback_manager=CallbackManager([tracker]))
+    callbacks = CallbackManager([tracker])
+    llm = OpenAI(model="gpt-4o", api_base=usage_server.url, api_key="sk-test", callback_manager=callbacks)
     cached = llm.with_cache(MemoryCache())
     cached.chat(Q)
     cached.chat(Q)
