@@ -7,13 +7,13 @@ Targets: a hit costs <= 50 µs from memory and <= 300 µs from SQLite.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench._main import run
 from bench.canned_server import running
 from bench.http import raw_case
 
@@ -70,12 +70,7 @@ def table(result: dict[str, float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    print(table(measure(args.calls, args.rounds)))
-    return 0
+    return run(__doc__, measure, table)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ Target: router overhead <= 3% of the floor's per-call time.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 
+from bench._main import run
 from bench.canned_server import running
 from bench.http import raw_case
 
@@ -81,12 +81,7 @@ def table(result: dict[str, float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    print(table(measure(args.calls, args.rounds)))
-    return 0
+    return run(__doc__, measure, table)
 
 
 if __name__ == "__main__":
