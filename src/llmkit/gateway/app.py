@@ -144,6 +144,7 @@ class Gateway:
             Route("/v1/models", self._endpoint(self.list_models), methods=["GET"]),
             Route("/models", self._endpoint(self.list_models), methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
             Route("/admin/keys", self._endpoint(self.admin_keys), methods=["GET", "POST"]),
             Route("/admin/keys/{key_id}", self._endpoint(self.admin_key), methods=["GET", "DELETE"]),
@@ -160,6 +161,9 @@ class Gateway:
                 return await handler(request, request_id, principal)
             except GatewayError as exc:
                 return _error(exc, request_id)
+            except Exception:  # a bug: logged with its traceback, answered in OpenAI's shape (never the details)
+                access_log.exception("request %s failed", request_id)
+                return _error(GatewayError(500, "internal error", "server_error"), request_id)
 
         return endpoint
 
@@ -469,6 +473,11 @@ class Gateway:
 
     async def health(self, request: Request) -> Response:
         return _json({"status": "ok", "models": len(self.models)})
+
+    async def openapi(self, request: Request) -> Response:
+        from llmkit.gateway.openapi import document
+
+        return _json(document(list(self.models)))
 
     async def prometheus(self, request: Request) -> Response:
         body, content_type = self.metrics.render()

@@ -522,7 +522,7 @@ _STRUCTURAL = frozenset({"model", "messages", "stream", "stream_options", "tools
 
 def from_openai_message(message: Any) -> ChatMessage:
     """An OpenAI chat message (as a client sends it) as a ``ChatMessage``; ``ValueError`` naming what is wrong."""
-    if not isinstance(message, dict) or message.get("role") not in _ROLES:
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
         raise ValueError(f"each message needs a role among {sorted(_ROLES)}: {str(message)[:200]}")
     content = message.get("content")
     extra = {key: message[key] for key in ("tool_calls", "tool_call_id", "name") if message.get(key) is not None}
