@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from llmkit.errors import LLMError, missing_extra
 from llmkit.gateway.config import GatewayConfig, load_gateway_config
 from llmkit.gateway.errors import GatewayError, from_llm_error
@@ -497,18 +499,14 @@ class Gateway:
         if request.method == "GET":
             return _json({"data": [key.public() for key in store.list_keys()]})
         body, _ = await self._body(request)
-        if not isinstance(body, dict):
-            raise GatewayError(400, "The body must be a JSON object")
         try:
-            key, secret = store.create_key(
-                name=str(body.get("name") or "unnamed"),
-                models=_optional_list(body.get("models"), "models"),
-                rpm=_optional_number(body.get("rpm"), "rpm", int),
-                tpm=_optional_number(body.get("tpm"), "tpm", int),
-                budget_usd=_optional_number(body.get("budget_usd"), "budget_usd", float),
-            )
-        except ValueError as exc:
-            raise GatewayError(400, str(exc)) from None
+            wanted = _KeyRequest.model_validate(body)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            raise GatewayError(400, f"Invalid key request: {problems}") from None
+        key, secret = store.create_key(
+            name=wanted.name, models=wanted.models, rpm=wanted.rpm, tpm=wanted.tpm, budget_usd=wanted.budget_usd
+        )
         return _json({**key.public(), "key": secret}, status=201)
 
     async def admin_key(self, request: Request, request_id: str, principal: _Principal) -> Response:
@@ -524,20 +522,16 @@ class Gateway:
         return _json({**key.public(), "usage": store.usage(key_id) if request.method == "GET" else None})
 
 
-def _optional_list(value: Any, name: str) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"'{name}' must be a list of model names")
-    return value
+class _KeyRequest(BaseModel):
+    """What ``POST /admin/keys`` accepts."""
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-def _optional_number(value: Any, name: str, kind: type[int] | type[float]) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"'{name}' must be a non-negative number")
-    return kind(value)
+    name: str = Field(default="unnamed", max_length=200)
+    models: list[str] | None = None
+    rpm: int | None = Field(default=None, ge=0, le=10**9)
+    tpm: int | None = Field(default=None, ge=0, le=10**12)
+    budget_usd: float | None = Field(default=None, ge=0, le=10**9)
 
 
 def _usage_json(usage: Usage | None) -> dict[str, int] | None:

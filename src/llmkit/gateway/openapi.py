@@ -137,7 +137,7 @@ def document(models: list[str]) -> dict[str, Any]:
         "properties": {"model": model, "prompt": {"type": "string", "maxLength": 2000}, **_SAMPLING},
         "additionalProperties": False,
     }
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
 
     def call(request: dict[str, Any], reply: dict[str, Any], summary: str) -> dict[str, Any]:
         return {
