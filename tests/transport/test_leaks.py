@@ -14,7 +14,8 @@ from bench.canned_server import running
 
 from llmkit import ChatMessage, OpenAILike
 
-pytestmark = pytest.mark.slow
+#: Slow; each test runs on the default backends (urllib3, aiohttp) and on httpx.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("http_backend")]
 
 MESSAGES = [ChatMessage(role="user", content="hi")]
 

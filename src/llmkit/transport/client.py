@@ -21,7 +21,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +163,18 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(value, connect=min(float(value), 10.0))
 
 
+def _forgetter(transport: HTTPTransport, loop: asyncio.AbstractEventLoop, backend: AsyncBackend) -> Callable[[], None]:
+    """Forgets ``loop``'s pool once it closed; holds neither the transport nor the pool, so both can be collected."""
+    transport_ref, backend_ref = weakref.ref(transport), weakref.ref(backend)
+
+    def forget() -> None:
+        owner, closed = transport_ref(), backend_ref()
+        if owner is not None and closed is not None and owner._abackends.get(loop) is closed:  # not a newer one
+            del owner._abackends[loop]
+
+    return forget
+
+
 class HTTPTransport:
     """Sends :class:`Request` objects, sync or async, with pooling, timeouts, retries and typed errors.
 
@@ -278,12 +290,7 @@ class HTTPTransport:
                 self._abackends.pop(other).abandon()  # closed without shutting down its tasks
             backend = async_backend(self._settings, httpx_only=self._httpx_only, transport=self._async_http_transport)
             self._abackends[loop] = backend
-
-            def forget(closed: AsyncBackend) -> None:
-                if self._abackends.get(loop) is closed:  # not a newer pool of the same loop
-                    del self._abackends[loop]
-
-            backend.close_with_loop(forget)
+            backend.close_with_loop(_forgetter(self, loop, backend))
         return backend
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -98,8 +98,8 @@ class AiohttpBackend(AsyncBackend):
             raise network_error(exc) from exc
         return AiohttpResponse(raw, request.url, timeouts.read)
 
-    async def _close(self) -> None:
-        await self._session.close()
+    def _closer(self) -> Callable[[], Awaitable[object]]:
+        return self._session.close
 
     def abandon(self) -> None:
         session = self._session

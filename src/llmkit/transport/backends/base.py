@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -192,8 +193,8 @@ class AsyncBackend(ABC):
         """Async :meth:`SyncBackend.send`."""
 
     @abstractmethod
-    async def _close(self) -> None:
-        """Close the pool."""
+    def _closer(self) -> Callable[[], Awaitable[object]]:
+        """What closes the pool; it must not hold the backend (so a dropped backend can be collected)."""
 
     def abandon(self) -> None:  # noqa: B027 (most pools need nothing)
         """Drop the pool of an event loop that was closed without cancelling its tasks (its sockets close when
@@ -202,27 +203,36 @@ class AsyncBackend(ABC):
     async def aclose(self) -> None:
         """Close the pool, from its own event loop."""
         guard, self._guard = self._guard, None
-        if guard is not None and guard is not asyncio.current_task():
+        if guard is not None:
             guard.cancel()
-        await self._close()
+        await self._closer()()
 
-    def close_with_loop(self, on_closed: Callable[[AsyncBackend], object]) -> None:
+    def close_with_loop(self, on_closed: Callable[[], object]) -> None:
         """Close this pool when its event loop shuts down (``asyncio.run`` and ``asyncio.Runner`` cancel every task
-        at the end: a task that waits forever gets to close the pool then), then call ``on_closed(self)``."""
+        at the end: a task that waits forever gets to close the pool then), or when this backend is dropped (its
+        transport collected) while the loop runs; then call ``on_closed()``."""
+        close = self._closer()
 
         async def wait_for_shutdown() -> None:
             try:
                 await asyncio.get_running_loop().create_future()
             except asyncio.CancelledError:
-                self._guard = None
                 with contextlib.suppress(Exception):  # a loop shutting down: nothing to report to
-                    await self._close()
-                on_closed(self)
+                    await close()
+                on_closed()
                 raise
 
-        self._guard = asyncio.get_running_loop().create_task(wait_for_shutdown(), name="llmkit: close HTTP pool")
+        loop = asyncio.get_running_loop()
+        guard = self._guard = loop.create_task(wait_for_shutdown(), name="llmkit: close HTTP pool")
         # A loop closed without cancelling its tasks (loop.close() alone) must not log "destroyed but pending".
-        self._guard._log_destroy_pending = False  # type: ignore[attr-defined]
+        guard._log_destroy_pending = False  # type: ignore[attr-defined]
+        weakref.finalize(self, _cancel_soon, loop, guard)
+
+
+def _cancel_soon(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+    # Collection may happen on any thread; the task is cancelled on its loop's (not at all once the loop is closed).
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(task.cancel)
 
 
 def _query_value(value: Any) -> str:

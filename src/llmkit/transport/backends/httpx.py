@@ -4,7 +4,7 @@ missing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 
@@ -137,6 +137,9 @@ class HttpxAsyncBackend(AsyncBackend):
             raise network_error(exc) from exc
         return HttpxAsyncResponse(raw, request.url, request.timeouts.read)
 
-    async def _close(self) -> None:
-        if self._owns:
-            await self._client.aclose()
+    def _closer(self) -> Callable[[], Awaitable[object]]:
+        return self._client.aclose if self._owns else _nothing
+
+
+async def _nothing() -> None:
+    """A user's client is theirs to close."""
