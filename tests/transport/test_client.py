@@ -269,5 +269,6 @@ def test_the_backend_in_use(http_backend: str) -> None:
         await llm.aclose()
         return name
 
-    expected = ("Urllib3Backend", "AiohttpBackend") if http_backend == "default" else ("HttpxBackend", "HttpxAsyncBackend")
+    default = ("Urllib3Backend", "AiohttpBackend")
+    expected = default if http_backend == "default" else ("HttpxBackend", "HttpxAsyncBackend")
     assert (type(llm.transport.backend).__name__, asyncio.run(async_backend())) == expected

@@ -20,6 +20,7 @@ from llmkit.transport.backends.base import (
     SyncResponse,
     Timeouts,
 )
+from llmkit.transport.tls import verified_context
 
 LIMITS = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE)
 #: Failures that prove the request never reached the server.
@@ -91,6 +92,7 @@ class HttpxBackend(SyncBackend):
         self._client = client or httpx.Client(
             timeout=_timeout(settings.timeouts),
             limits=LIMITS,
+            verify=verified_context("httpx"),  # shared: httpx would load the certificate store per client
             transport=transport,
             follow_redirects=settings.follow_redirects,
         )
@@ -122,6 +124,7 @@ class HttpxAsyncBackend(AsyncBackend):
         self._client = client or httpx.AsyncClient(
             timeout=_timeout(settings.timeouts),
             limits=LIMITS,
+            verify=verified_context("httpx"),  # shared: httpx would load the certificate store per client
             transport=transport,
             follow_redirects=settings.follow_redirects,
         )
