@@ -451,6 +451,14 @@ class HTTPTransport:
 
     async def _aread(self, response: AsyncResponse, truncate: bool = False) -> _Body:
         body, whole = bytearray(), True
+        arrived = response.arrived()
+        if arrived is not None:  # all there: no waiting, no deadline
+            if len(arrived) <= self.max_body_bytes:
+                response.content = arrived
+                return _Body(arrived)
+            whole = self._take(body, arrived, truncate)  # over the cap: an error, or the truncated error body
+            response.content = bytes(body)
+            return _Body(response.content, truncated=not whole)
         read = response.read_timeout
         deadline = None if read is None else time.monotonic() + read
         async for chunk in response.aiter_bytes():

@@ -48,6 +48,15 @@ class AiohttpResponse(AsyncResponse):
         except (aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError too
             raise network_error(exc) from exc
 
+    def arrived(self) -> bytes | None:
+        content = self._raw.content
+        if not content.is_eof():
+            return None
+        chunks = []  # the whole body is buffered (usual for an answer that fits a few packets): take it, no waiting
+        while data := content.read_nowait(-1):
+            chunks.append(data)
+        return b"".join(chunks)
+
     async def aclose(self) -> None:
         raw = self._raw
         if raw.content.at_eof():
@@ -66,7 +75,7 @@ class AiohttpBackend(AsyncBackend):
             skip_auto_headers=("Content-Type",),
             trust_env=False,
         )
-        self._proxies = ProxyRoutes.from_env()
+        self._proxies = ProxyRoutes.from_env() or None
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
 
     @property
@@ -75,11 +84,10 @@ class AiohttpBackend(AsyncBackend):
 
     @staticmethod
     def _timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        # connect: a pooled connection or a new one (pool wait + connect); sock_read: each wait for bytes, headers
-        # included; aiohttp has no write timeout.
-        return aiohttp.ClientTimeout(
-            total=None, connect=timeouts.pool, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+        # sock_connect: making a new connection; sock_read: each wait for bytes, headers included. No bound on the
+        # wait for a free connection (aiohttp would arm a timer per request for it, even when one is idle; the pool
+        # holds 1000) and no write timeout (aiohttp has none).
+        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
 
     async def send(self, request: Outgoing) -> AsyncResponse:
         timeouts = request.timeouts
@@ -92,7 +100,7 @@ class AiohttpBackend(AsyncBackend):
                 headers=request.headers,
                 timeout=timeout,
                 allow_redirects=self._settings.follow_redirects,
-                proxy=self._proxies.for_url(request.url) if self._proxies else None,
+                proxy=None if self._proxies is None else self._proxies.for_url(request.url),
             )
         except (aiohttp.ClientError, OSError) as exc:
             raise network_error(exc) from exc

@@ -152,6 +152,10 @@ class AsyncResponse(Response):
     async def aclose(self) -> None:
         """Async :meth:`SyncResponse.close`."""
 
+    def arrived(self) -> bytes | None:
+        """The whole body when it has all arrived already (so reading it needs no wait), else None."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:

@@ -54,11 +54,16 @@ class Urllib3Response(SyncResponse):
         self._raw = raw
 
     def iter_bytes(self) -> Iterator[bytes]:
-        read1 = self._raw.read1
+        raw = self._raw
+        read1 = raw.read1
+        # Without a content encoding nothing is buffered past the declared length: stop there, without another read.
+        sized = "content-encoding" not in raw.headers and raw.length_remaining is not None
         try:
             chunk = read1(_CHUNK)
             while chunk:
                 yield chunk
+                if sized and raw.length_remaining == 0:
+                    return
                 chunk = read1(_CHUNK)
         except HTTPError as exc:
             raise network_error(exc) from exc
@@ -82,7 +87,7 @@ class Urllib3Backend(SyncBackend):
             timeout=self._timeout(settings.timeouts),
             ssl_context=verified_context("urllib3"),
         )
-        self._proxies = ProxyRoutes.from_env()
+        self._proxies = ProxyRoutes.from_env() or None
         self._proxy_managers: dict[str, urllib3.ProxyManager] = {}
         self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
@@ -101,7 +106,7 @@ class Urllib3Backend(SyncBackend):
         timeouts = request.timeouts
         timeout = self._default[1] if timeouts is self._default[0] else self._timeout(timeouts)
         try:
-            if self._proxies and (proxy := self._proxies.for_url(request.url)):
+            if self._proxies is not None and (proxy := self._proxies.for_url(request.url)):
                 raw = self._proxy_manager(proxy).urlopen(
                     request.method, request.url, body=request.body, headers=request.headers,
                     retries=self._retries, redirect=self._retries is not False, timeout=timeout,
