@@ -55,7 +55,8 @@ def import_costs(runs: int) -> dict[str, tuple[float, float]]:
 def versions() -> str:
     code = (
         "import importlib.metadata as m, json; out = {}\n"
-        "for p in ('httpx', 'pydantic', 'openai', 'litellm', 'llama-index-core', 'llama-cpp-python'):\n"
+        "for p in ('httpx', 'urllib3', 'aiohttp', 'pydantic', 'openai', 'litellm', 'llama-index-core',\n"
+        "          'llama-cpp-python'):\n"
         "    try: out[p] = m.version(p)\n"
         "    except m.PackageNotFoundError: pass\n"
         "print(json.dumps(out))"
@@ -97,8 +98,9 @@ def render(
         "",
         "## Over HTTP — the canned loopback OpenAI server of `bench/canned_server.py`",
         "",
-        "Sequential per-call time (median of 5 rounds, 1,000 calls per case), chat and a 16-chunk stream, then async",
-        "throughput (raw `httpx.AsyncClient` and llmkit `achat`, same pool limits), then RSS over 10,000 llmkit calls.",
+        "Sequential per-call time (median of 5 rounds, 1,000 calls per case), chat and a 16-chunk stream, against",
+        "the fastest raw client (urllib3) with raw httpx as a peer; then async throughput (`aiohttp.ClientSession`,",
+        "the floor, raw `httpx.AsyncClient` and llmkit `achat`, same pool limits); then RSS over 10,000 llmkit calls.",
         "",
         http.tables(results),
         "",

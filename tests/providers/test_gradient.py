@@ -240,7 +240,7 @@ def test_async_is_real_async_io(server: GradientServer) -> None:
     texts = asyncio.run(run())
     assert texts[:8] == [f"You said: n{i}" for i in range(8)]
     assert texts[8] == "You said: user: hello\nassistant: "
-    assert llm.transport._client is None  # the async pool did the work, not the sync client in a thread
+    assert llm.transport._backend is None  # the async pool did the work, not the sync pool in a thread
 
 
 def test_adapter_lookup_and_completion(server: GradientServer) -> None:

@@ -27,6 +27,9 @@ from tests.servers.fault import FaultServer
 
 HI = [ChatMessage(role="user", content="hi")]
 
+#: Each test runs on the default backends (urllib3, aiohttp) and on httpx.
+pytestmark = pytest.mark.usefixtures("http_backend")
+
 
 class Retries(CallbackHandler):
     def __init__(self) -> None:
@@ -255,3 +258,17 @@ def test_unsent_requests_replay_even_when_unsafe() -> None:
     with pytest.raises(APIConnectionError):
         transport.send(Request("POST", "/jobs", json={}, replay_safe=False))
     assert [seen[0] for seen in retries.seen] == [1, 2]
+
+
+def test_the_backend_in_use(http_backend: str) -> None:
+    """The parametrisation really switches libraries: urllib3 and aiohttp by default, httpx when asked."""
+    llm = OpenAILike(model="m", api_base="http://127.0.0.1:1/v1")
+
+    async def async_backend() -> str:
+        name = type(llm.transport.abackend).__name__
+        await llm.aclose()
+        return name
+
+    default = ("Urllib3Backend", "AiohttpBackend")
+    expected = default if http_backend == "default" else ("HttpxBackend", "HttpxAsyncBackend")
+    assert (type(llm.transport.backend).__name__, asyncio.run(async_backend())) == expected

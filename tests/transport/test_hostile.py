@@ -23,6 +23,9 @@ from tests.servers.hostile import HostileServer
 
 HI = [ChatMessage(role="user", content="hi")]
 
+#: Each test runs on the default backends (urllib3, aiohttp) and on httpx.
+pytestmark = pytest.mark.usefixtures("http_backend")
+
 
 @pytest.fixture(scope="module")
 def hostile() -> Iterator[HostileServer]:

@@ -14,7 +14,8 @@ from bench.canned_server import running
 
 from llmkit import ChatMessage, OpenAILike
 
-pytestmark = pytest.mark.slow
+#: Slow; each test runs on the default backends (urllib3, aiohttp) and on httpx.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("http_backend")]
 
 MESSAGES = [ChatMessage(role="user", content="hi")]
 
@@ -91,3 +92,23 @@ def test_thousands_of_llm_objects(base: str) -> None:
     assert after[0] == sockets == 0
     assert after[1] <= threads
     assert after[2] - rss < 10
+
+
+def test_async_llm_objects_dropped_without_aclose(base: str) -> None:
+    """An async pool closes when its LLM is collected, even while the loop runs on (a server making an LLM per
+    request and never closing it), and the rest when the loop shuts down."""
+
+    async def run() -> tuple[int, int]:
+        for _ in range(300):
+            llm = OpenAILike(model="bench", api_base=base)
+            await llm.achat(MESSAGES)
+        del llm
+        for _ in range(20):  # collection schedules each pool's closing on the loop
+            gc.collect()
+            await asyncio.sleep(0.01)
+        return snapshot(base)[0], len(asyncio.all_tasks())
+
+    sockets, tasks = asyncio.run(run())
+    assert sockets == 0
+    assert tasks == 1  # no closing task left behind: only run() itself
+    assert snapshot(base)[0] == 0

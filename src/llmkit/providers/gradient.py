@@ -27,10 +27,10 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
 from llmkit.capabilities import Capabilities
@@ -158,7 +158,7 @@ def parse_completion(body: Any) -> CompletionResponse:
     )
 
 
-def gradient_error(status: int, body: Any, headers: httpx.Headers) -> LLMError | None:
+def gradient_error(status: int, body: Any, headers: Mapping[str, str]) -> LLMError | None:
     """Read Gradient's ``{type, message, payload}`` error body; None leaves the generic status mapping."""
     if not isinstance(body, dict) or not isinstance(body.get("type"), str):
         return None

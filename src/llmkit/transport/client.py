@@ -1,7 +1,9 @@
 """HTTPTransport: the only place llmkit does network I/O.
 
-One instance per LLM: a lazily created ``httpx.Client`` and ``httpx.AsyncClient`` (keep-alive pools), timeouts,
-bounded retries with backoff that honours ``Retry-After``, typed errors, and SSE streams that own their connection.
+One instance per LLM: lazily created keep-alive pools (urllib3 for blocking calls, aiohttp on the event loop, httpx
+when the user brings an httpx client or transport: see :mod:`llmkit.transport.backends`), timeouts, bounded retries
+with backoff that honours ``Retry-After``, typed errors, and SSE streams that own their connection. All of it is
+written here once, over the backend interface.
 
 Example:
     >>> from llmkit.transport import HTTPTransport, Request
@@ -12,13 +14,14 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import os
 import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,13 +38,24 @@ from llmkit.errors import (
     ResponseParseError,
     StreamError,
 )
+from llmkit.transport.backends import async_backend, sync_backend, wants_httpx
+from llmkit.transport.backends.base import (
+    AsyncBackend,
+    AsyncResponse,
+    NetworkError,
+    Outgoing,
+    Response,
+    Settings,
+    SyncBackend,
+    SyncResponse,
+    Timeouts,
+    with_query,
+)
 from llmkit.transport.errors import ErrorHook, status_error
 from llmkit.transport.retry import Retrying, RetryPolicy
 from llmkit.transport.sse import ServerSentEvent, aiter_sse, iter_sse
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-#: Keep up to 100 idle connections (httpx keeps 20), so bursts of concurrent calls reuse them instead of reconnecting.
-DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 TimeoutTypes = float | httpx.Timeout | None
 #: The largest body read for an answer or an error (bytes); a longer answer fails, a longer error is truncated.
 DEFAULT_MAX_BODY_BYTES = 32 * 2**20
@@ -49,9 +63,6 @@ DEFAULT_MAX_BODY_BYTES = 32 * 2**20
 MAX_LINE_CHARS = 8 * 2**20
 _SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret", re.IGNORECASE)
 _LOOPBACK = ("localhost", "127.", "::1", "[::1]")
-
-#: Failures that prove the request never reached the server, so replaying it cannot repeat its work.
-UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(slots=True)
@@ -77,6 +88,11 @@ class Request:
 _NOT_STREAMS = ("application/json", "text/html")
 
 
+def encode_json(value: Any) -> bytes:
+    """A JSON body, serialised as httpx serialises one (compact, UTF-8, no NaN), whatever the backend."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
 class _LineSplitter:
     """Splits streamed text into lines (``\\n``, ``\\r\\n``), refusing a line longer than :data:`MAX_LINE_CHARS`."""
 
@@ -92,7 +108,9 @@ class _LineSplitter:
             return []
         *lines, rest = buffer.split("\n")
         self.buffer = self._capped(rest)
-        return [line[:-1] if line.endswith("\r") else line for line in lines]
+        if "\r" in buffer:
+            return [line[:-1] if line.endswith("\r") else line for line in lines]
+        return lines
 
     def flush(self) -> list[str]:
         rest, self.buffer = self.buffer, ""
@@ -145,6 +163,18 @@ def as_timeout(value: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(value, connect=min(float(value), 10.0))
 
 
+def _forgetter(transport: HTTPTransport, loop: asyncio.AbstractEventLoop, backend: AsyncBackend) -> Callable[[], None]:
+    """Forgets ``loop``'s pool once it closed; holds neither the transport nor the pool, so both can be collected."""
+    transport_ref, backend_ref = weakref.ref(transport), weakref.ref(backend)
+
+    def forget() -> None:
+        owner, closed = transport_ref(), backend_ref()
+        if owner is not None and closed is not None and owner._abackends.get(loop) is closed:  # not a newer one
+            del owner._abackends[loop]
+
+    return forget
+
+
 class HTTPTransport:
     """Sends :class:`Request` objects, sync or async, with pooling, timeouts, retries and typed errors.
 
@@ -164,6 +194,8 @@ class HTTPTransport:
         max_body_bytes: the largest answer or error body read (32 MB); longer errors are truncated, and say so.
         allow_insecure_http: send secrets (``Authorization``, API keys) over plain http to a host that is not
             loopback; refused otherwise (also allowed by ``LLMKIT_ALLOW_INSECURE_HTTP=1``).
+        http_backend: ``"httpx"`` sends everything through httpx; by default (or ``$LLMKIT_HTTP_BACKEND``) blocking
+            calls go through urllib3 and async ones through aiohttp, unless an httpx client or transport is given.
     """
 
     def __init__(
@@ -185,26 +217,31 @@ class HTTPTransport:
         follow_redirects: bool = False,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         allow_insecure_http: bool = False,
+        http_backend: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
         self.timeout = as_timeout(timeout)
+        self._timeouts = Timeouts.of(self.timeout)
         self.total_timeout = total_timeout
         self.max_retries = max_retries
         self.provider = provider
         self.error_hook = error_hook
         self.callback_manager = callback_manager
         self.retry_policy = retry_policy or RetryPolicy()
-        self._client = http_client
-        self._user_aclient = async_http_client
+        self._settings = Settings(self._timeouts, follow_redirects)
+        self._httpx_only = wants_httpx(http_backend)
+        self._http_client = http_client
         self._http_transport = http_transport
+        self._async_http_client = async_http_client
         self._async_http_transport = async_http_transport
-        self._owns_client = http_client is None
-        # One async pool per event loop, kept while the loop lives: a thread with its own loop reuses its pool.
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+        self._backend: SyncBackend | None = None
+        # A user's async client is theirs, used from whatever loop they use it on; ours are one per event loop, kept
+        # while the loop lives (a thread with its own loop reuses its pool) and closed when it shuts down.
+        self._user_abackend: AsyncBackend | None = None
+        self._abackends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBackend] = (
             weakref.WeakKeyDictionary()
         )
-        self._follow_redirects = follow_redirects
         self.max_body_bytes = max_body_bytes
         self.allow_insecure_http = allow_insecure_http or os.environ.get("LLMKIT_ALLOW_INSECURE_HTTP") == "1"
         self._lock = threading.Lock()
@@ -212,89 +249,107 @@ class HTTPTransport:
         self._secrets = [
             value.split(" ", 1)[-1] for name, value in self.headers.items() if _SECRET_HEADER.search(name) and value
         ]
+        # Headers of a JSON request without headers of its own: built once (see _headers).
+        self._json_headers = self._with_json_type(self.headers)
         if self.base_url:
             check_url(self.base_url, self.provider)
             self._refuse_cleartext_secrets(self.base_url, self.headers)
 
-    # -- clients ------------------------------------------------------------------------------------------------------
-    # Clients carry no base URL and no headers: requests are made absolute and get their headers in _build, so a
+    # -- pools --------------------------------------------------------------------------------------------------------
+    # Pools carry no base URL and no headers: requests are made absolute and get their headers in _outgoing, so a
     # client (or transport) the user brings works exactly like ours.
 
     @property
-    def client(self) -> httpx.Client:
-        """The sync client, created on first use."""
-        client = self._client
-        if client is None:
+    def backend(self) -> SyncBackend:
+        """The blocking pool, created on first use."""
+        backend = self._backend
+        if backend is None:
             with self._lock:
-                if self._client is None:
-                    self._client = httpx.Client(
-                        timeout=self.timeout,
-                        limits=DEFAULT_LIMITS,
+                if self._backend is None:
+                    self._backend = sync_backend(
+                        self._settings,
+                        httpx_only=self._httpx_only,
+                        client=self._http_client,
                         transport=self._http_transport,
-                        follow_redirects=self._follow_redirects,
                     )
-                client = self._client
-        return client
+                backend = self._backend
+        return backend
 
     @property
-    def aclient(self) -> httpx.AsyncClient:
-        """The async client: the user's, or one per running event loop, created on first use there."""
-        if self._user_aclient is not None:
-            return self._user_aclient
+    def abackend(self) -> AsyncBackend:
+        """The async pool: the user's, or one per running event loop, created on first use there."""
+        if self._user_abackend is not None:
+            return self._user_abackend
+        if self._async_http_client is not None:
+            self._user_abackend = async_backend(self._settings, client=self._async_http_client)
+            return self._user_abackend
         loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            client = httpx.AsyncClient(
-                timeout=self.timeout,
-                limits=DEFAULT_LIMITS,
-                transport=self._async_http_transport,
-                follow_redirects=self._follow_redirects,
-            )
-            self._aclients[loop] = client
-        return client
+        backend = self._abackends.get(loop)
+        if backend is None:
+            for other in [other for other in self._abackends if other.is_closed()]:
+                self._abackends.pop(other).abandon()  # closed without shutting down its tasks
+            backend = async_backend(self._settings, httpx_only=self._httpx_only, transport=self._async_http_transport)
+            self._abackends[loop] = backend
+            backend.close_with_loop(_forgetter(self, loop, backend))
+        return backend
+
+    @property
+    def client(self) -> Any:
+        """The blocking pool's own client (``urllib3.PoolManager``, or ``httpx.Client``)."""
+        return self.backend.native
+
+    @property
+    def aclient(self) -> Any:
+        """This event loop's pool's own client (``aiohttp.ClientSession``, or ``httpx.AsyncClient``)."""
+        return self.abackend.native
 
     def close(self) -> None:
         """Close the pools this transport owns. Safe to call twice. (An async pool can only be closed from its own
-        event loop: :meth:`aclose` there; pools of loops that are gone are dropped.)"""
-        client, self._client = self._client, None
-        if client is not None and self._owns_client:
-            client.close()
+        event loop: :meth:`aclose` there; pools of loops that shut down close with them.)"""
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
     async def aclose(self) -> None:
         """Close the sync pool and this event loop's async pool."""
-        aclient = self._aclients.pop(asyncio.get_running_loop(), None)
-        if aclient is not None:
-            await aclient.aclose()
+        abackend = self._abackends.pop(asyncio.get_running_loop(), None)
+        if abackend is not None:
+            await abackend.aclose()
         self.close()
 
     # -- requests -----------------------------------------------------------------------------------------------------
 
-    def _build(
-        self, client: httpx.Client | httpx.AsyncClient, request: Request, timeout: TimeoutTypes, deadline: float | None
-    ) -> httpx.Request:
-        effective = self.timeout if timeout is None else as_timeout(timeout)
-        if deadline is not None:
-            remaining = max(deadline - time.monotonic(), 0.001)
-            effective = httpx.Timeout(
-                connect=min(effective.connect or remaining, remaining),
-                read=min(effective.read or remaining, remaining),
-                write=min(effective.write or remaining, remaining),
-                pool=min(effective.pool or remaining, remaining),
-            )
-        url = self._absolute(request.url)
-        headers = self.headers if request.headers is None else {**self.headers, **request.headers}
-        if _header_hooks:  # tracing: W3C traceparent of the current call
+    @staticmethod
+    def _with_json_type(headers: dict[str, str]) -> dict[str, str]:
+        if any(name.lower() == "content-type" for name in headers):
+            return headers
+        return {**headers, "Content-Type": "application/json"}
+
+    def _headers(self, request: Request, json_body: bool) -> dict[str, str]:
+        """The headers of one outgoing request, built here and nowhere else: the transport's (the key included),
+        the request's own over them, and the JSON content type unless one is given."""
+        if request.headers is None:
+            headers = self._json_headers if json_body else self.headers
+        else:
+            headers = {**self.headers, **request.headers}
+            headers = self._with_json_type(headers) if json_body else headers
+        if _header_hooks:  # tracing: the W3C traceparent of the current call, on a copy (the base dicts are shared)
             headers = dict(headers)
             outgoing_headers(headers)
-        return client.build_request(
-            request.method,
-            url,
-            json=request.json if request.content is None else None,
-            content=request.content,
-            headers=headers,
-            params=request.params,
-            timeout=effective,
-            extensions=request.extensions or None,
+        return headers
+
+    def _outgoing(self, request: Request, timeout: TimeoutTypes, deadline: float | None) -> Outgoing:
+        timeouts = self._timeouts if timeout is None else Timeouts.of(timeout)
+        if deadline is not None:
+            timeouts = timeouts.capped(max(deadline - time.monotonic(), 0.001))
+        url = self._absolute(request.url)
+        if request.params:
+            url = with_query(url, request.params)
+        body, json_body = request.content, False
+        if body is None and request.json is not None:
+            body, json_body = encode_json(request.json), True
+        return Outgoing(
+            request.method, url, self._headers(request, json_body), body, timeouts, request.extensions or None
         )
 
     def _absolute(self, url: str) -> str:
@@ -315,24 +370,19 @@ class HTTPTransport:
             "or opt in with allow_insecure_http=True (or LLMKIT_ALLOW_INSECURE_HTTP=1) on a network you trust"
         )
 
-    def _transport_error(self, exc: Exception, url: str) -> LLMError:
-        if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(
-                f"{self.provider}: request to {url} timed out ({type(exc).__name__})", provider=self.provider
-            )
-        return APIConnectionError(
-            f"{self.provider}: could not reach {url}: {type(exc).__name__}: {exc}", provider=self.provider
-        )
+    def _transport_error(self, exc: NetworkError, url: str) -> LLMError:
+        if exc.timeout:
+            return APITimeoutError(f"{self.provider}: request to {url} timed out ({exc.kind})", provider=self.provider)
+        return APIConnectionError(f"{self.provider}: could not reach {url}: {exc}", provider=self.provider)
 
     def _deadline(self) -> float | None:
         return None if self.total_timeout is None else time.monotonic() + self.total_timeout
 
     def _retrying(self, request: Request, max_retries: int | None, deadline: float | None) -> Retrying:
-        url = self._absolute(request.url)
-
         def classify(exc: Exception) -> tuple[LLMError, bool] | None:
-            if isinstance(exc, httpx.HTTPError | OSError):  # OSError: what a user's transport may raise (TLS)
-                return self._transport_error(exc, url), request.replay_safe or isinstance(exc, UNSENT_ERRORS)
+            if isinstance(exc, NetworkError):
+                # The URL as the caller wrote it (absolute), never the query: it may carry a key.
+                return self._transport_error(exc, self._absolute(request.url)), request.replay_safe or exc.unsent
             if isinstance(exc, LLMError):  # an error status, read by status_error
                 return exc, request.replay_safe or isinstance(exc, RateLimitError)
             return None
@@ -340,11 +390,11 @@ class HTTPTransport:
         retries = self.max_retries if max_retries is None else max_retries
         return Retrying(self.retry_policy, retries, classify, self.callback_manager, deadline)
 
-    def _status_error(self, response: httpx.Response, body: _Body) -> LLMError:
+    def _status_error(self, response: Response, body: _Body) -> LLMError:
         if response.status_code < 400:  # 3xx: never followed, the key could go to another host
             location = response.headers.get("location", "(no Location)")
             return APIStatusError(
-                f"{self.provider}: {response.request.url.host} answered HTTP {response.status_code}, a redirect to "
+                f"{self.provider}: {response.host} answered HTTP {response.status_code}, a redirect to "
                 f"{location}; set the base URL to where the API really is",
                 status_code=response.status_code,
                 provider=self.provider,
@@ -362,15 +412,9 @@ class HTTPTransport:
                 content = content.replace(secret.encode(), b"[redacted]")
         return content
 
-    def _body_deadline(self, built: httpx.Request) -> float | None:
-        """A body must arrive whole within the read timeout (and the call's deadline): a server trickling bytes
-        forever cannot hold a call open."""
-        read = built.extensions.get("timeout", {}).get("read")
-        return None if read is None else time.monotonic() + read
-
-    def _too_long(self, built: httpx.Request) -> APITimeoutError:
+    def _too_long(self, response: Response) -> APITimeoutError:
         return APITimeoutError(
-            f"{self.provider}: the answer from {built.url.host} did not arrive whole within the read timeout",
+            f"{self.provider}: the answer from {response.host} did not arrive whole within the read timeout",
             provider=self.provider,
         )
 
@@ -388,49 +432,68 @@ class HTTPTransport:
             provider=self.provider,
         )
 
-    def _read(
-        self, response: httpx.Response, chunks: Iterator[bytes], built: httpx.Request, truncate: bool = False
-    ) -> _Body:
-        body, deadline, whole = bytearray(), self._body_deadline(built), True
-        for chunk in chunks:
-            if not self._take(body, chunk, truncate):
-                whole = False
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                response.close()
-                raise self._too_long(built)
-        response._content = bytes(body)  # httpx has no public way to keep a body read with our caps
-        return _Body(response._content, truncated=not whole)
+    # A body must arrive whole within the read timeout (and the call's deadline): a server trickling bytes forever
+    # cannot hold a call open. The first chunk needs no check: it came within one read timeout.
 
-    async def _aread(
-        self, response: httpx.Response, chunks: AsyncIterator[bytes], built: httpx.Request, truncate: bool = False
-    ) -> _Body:
-        body, deadline, whole = bytearray(), self._body_deadline(built), True
-        async for chunk in chunks:
+    def _read(self, response: SyncResponse, truncate: bool = False) -> _Body:
+        chunks = response.iter_bytes()
+        first = next(chunks, b"")
+        body, whole = bytearray(), True
+        if self._take(body, first, truncate):
+            read = response.read_timeout
+            deadline = None if read is None else time.monotonic() + read
+            for chunk in chunks:
+                if not self._take(body, chunk, truncate):
+                    whole = False
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    response.close()
+                    raise self._too_long(response)
+        else:
+            whole = False
+        response.content = bytes(body)
+        return _Body(response.content, truncated=not whole)
+
+    async def _aread(self, response: AsyncResponse, truncate: bool = False) -> _Body:
+        body, whole = bytearray(), True
+        arrived = response.arrived()
+        if arrived is not None:  # all there: no waiting, no deadline
+            if len(arrived) <= self.max_body_bytes:
+                response.content = arrived
+                return _Body(arrived)
+            whole = self._take(body, arrived, truncate)  # over the cap: an error, or the truncated error body
+            response.content = bytes(body)
+            return _Body(response.content, truncated=not whole)
+        read = response.read_timeout
+        deadline = None if read is None else time.monotonic() + read
+        async for chunk in response.aiter_bytes():
             if not self._take(body, chunk, truncate):
                 whole = False
                 break
             if deadline is not None and time.monotonic() > deadline:
                 await response.aclose()
-                raise self._too_long(built)
-        response._content = bytes(body)  # httpx has no public way to keep a body read with our caps
-        return _Body(response._content, truncated=not whole)
+                raise self._too_long(response)
+        response.content = bytes(body)
+        return _Body(response.content, truncated=not whole)
 
     def send(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> httpx.Response:
-        """Send with retries; a 2xx response comes back (open, when ``stream``), anything else raises."""
-        client = self.client
+    ) -> SyncResponse:
+        """Send with retries; a 2xx response comes back (open, when ``stream``: read it with ``iter_bytes()`` or
+        :meth:`lines`, then ``close()``), anything else raises."""
+        backend = self.backend
         deadline = self._deadline()
 
-        def attempt() -> httpx.Response:
-            built = self._build(client, request, timeout, deadline)
-            response = client.send(built, stream=True)
+        def attempt() -> SyncResponse:
+            response = backend.send(self._outgoing(request, timeout, deadline))
             if response.status_code < 300:
                 if not stream:
-                    self._read(response, response.iter_bytes(), built)
+                    try:
+                        self._read(response)
+                    finally:
+                        response.close()
                 return response
-            body = self._read(response, response.iter_bytes(), built, truncate=True)
+            body = self._read(response, truncate=True)
             response.close()
             raise self._status_error(response, body)
 
@@ -438,25 +501,27 @@ class HTTPTransport:
 
     async def asend(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> httpx.Response:
-        """Async :meth:`send`."""
-        client = self.aclient
+    ) -> AsyncResponse:
+        """Async :meth:`send` (read a stream with ``aiter_bytes()`` or :meth:`alines`, then ``aclose()``)."""
+        backend = self.abackend
         deadline = self._deadline()
 
-        async def attempt() -> httpx.Response:
-            built = self._build(client, request, timeout, deadline)
-            response = await client.send(built, stream=True)
+        async def attempt() -> AsyncResponse:
+            response = await backend.send(self._outgoing(request, timeout, deadline))
             if response.status_code < 300:
                 if not stream:
-                    await self._aread(response, response.aiter_bytes(), built)
+                    try:
+                        await self._aread(response)
+                    finally:
+                        await response.aclose()
                 return response
-            body = await self._aread(response, response.aiter_bytes(), built, truncate=True)
+            body = await self._aread(response, truncate=True)
             await response.aclose()
             raise self._status_error(response, body)
 
         return await self._retrying(request, max_retries, deadline).acall(attempt)
 
-    def _json(self, response: httpx.Response) -> Any:
+    def _json(self, response: Response) -> Any:
         try:
             return json.loads(response.content)
         except ValueError as exc:
@@ -481,12 +546,8 @@ class HTTPTransport:
 
     # -- streams ------------------------------------------------------------------------------------------------------
 
-    def _broken(self, exc: httpx.HTTPError) -> StreamError:
-        return StreamError(f"{self.provider}: the stream broke: {type(exc).__name__}: {exc}", provider=self.provider)
-
-    def _idle_seconds(self, response: httpx.Response) -> float | None:
-        read: float | None = response.request.extensions.get("timeout", {}).get("read")
-        return read
+    def _broken(self, exc: NetworkError) -> StreamError:
+        return StreamError(f"{self.provider}: the stream broke: {exc}", provider=self.provider)
 
     def _idle(self, seconds: float) -> APITimeoutError:
         return APITimeoutError(
@@ -494,49 +555,52 @@ class HTTPTransport:
             provider=self.provider,
         )
 
-    def lines(self, response: httpx.Response) -> Generator[str, None, None]:
+    def lines(self, response: SyncResponse) -> Generator[str, None, None]:
         """The lines (``\\n`` or ``\\r\\n``) of a response opened with ``send(..., stream=True)``; a broken stream
         raises :class:`StreamError`, a line over :data:`MAX_LINE_CHARS` too, and only keep-alive comments for longer
         than the read timeout :class:`~llmkit.errors.APITimeoutError`; closing the generator closes the response."""
-        splitter, idle = _LineSplitter(self.provider), self._idle_seconds(response)
+        splitter, idle = _LineSplitter(self.provider), response.read_timeout
+        decode = codecs.getincrementaldecoder(response.encoding)(errors="replace").decode
         progress = time.monotonic()
         try:
-            for text in response.iter_text():
-                for line in splitter.feed(text):
-                    if line and not line.startswith(":"):
+            for chunk in response.iter_bytes():
+                for line in splitter.feed(decode(chunk)):
+                    if line and line[0] != ":":
                         progress = time.monotonic()
                     elif idle is not None and time.monotonic() - progress > idle:
                         raise self._idle(idle)
                     yield line
+            yield from splitter.feed(decode(b"", True))
             yield from splitter.flush()
-        except httpx.HTTPError as exc:
+        except NetworkError as exc:
             raise self._broken(exc) from exc
         finally:
             response.close()
 
-    async def alines(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+    async def alines(self, response: AsyncResponse) -> AsyncGenerator[str, None]:
         """Async :meth:`lines`."""
-        splitter, idle = _LineSplitter(self.provider), self._idle_seconds(response)
+        splitter, idle = _LineSplitter(self.provider), response.read_timeout
+        decode = codecs.getincrementaldecoder(response.encoding)(errors="replace").decode
         progress = time.monotonic()
         try:
-            async for text in response.aiter_text():
-                for line in splitter.feed(text):
-                    if line and not line.startswith(":"):
+            async for chunk in response.aiter_bytes():
+                for line in splitter.feed(decode(chunk)):
+                    if line and line[0] != ":":
                         progress = time.monotonic()
                     elif idle is not None and time.monotonic() - progress > idle:
                         raise self._idle(idle)
                     yield line
-            for line in splitter.flush():
+            for line in [*splitter.feed(decode(b"", True)), *splitter.flush()]:
                 yield line
-        except httpx.HTTPError as exc:
+        except NetworkError as exc:
             raise self._broken(exc) from exc
         finally:
             await response.aclose()
 
-    def _not_a_stream(self, response: httpx.Response, body: bytes) -> ResponseParseError:
+    def _not_a_stream(self, response: Response, body: bytes) -> ResponseParseError:
         excerpt = body[:2000].decode("utf-8", errors="replace")
         return ResponseParseError(
-            f"{self.provider}: asked {response.request.url.host} for an event stream, got "
+            f"{self.provider}: asked {response.host} for an event stream, got "
             f"{response.headers.get('content-type')} instead: {excerpt[:300]!r}",
             body=excerpt,
             provider=self.provider,
@@ -568,8 +632,10 @@ class HTTPTransport:
         stream is a :class:`~llmkit.errors.ResponseParseError` carrying the body."""
         response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
         if response.headers.get("content-type", "").startswith(_NOT_STREAMS):
-            body = self._read(response, response.iter_bytes(), response.request, truncate=True)
-            response.close()
+            try:
+                body = self._read(response, truncate=True)
+            finally:
+                response.close()
             raise self._not_a_stream(response, body.content)
         lines = self.lines(response)
         try:
@@ -583,8 +649,10 @@ class HTTPTransport:
         """Async :meth:`stream_events`."""
         response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
         if response.headers.get("content-type", "").startswith(_NOT_STREAMS):
-            body = await self._aread(response, response.aiter_bytes(), response.request, truncate=True)
-            await response.aclose()
+            try:
+                body = await self._aread(response, truncate=True)
+            finally:
+                await response.aclose()
             raise self._not_a_stream(response, body.content)
         lines = self.alines(response)
         try:

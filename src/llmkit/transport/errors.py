@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -22,8 +22,9 @@ from llmkit.errors import (
 )
 from llmkit.transport.retry import parse_retry_after
 
-#: A provider's own reading of an error body: return an error to raise, or None for the generic mapping.
-ErrorHook = Callable[[int, Any, httpx.Headers], LLMError | None]
+#: A provider's own reading of an error body: return an error to raise, or None for the generic mapping. The headers
+#: are a case-insensitive mapping (whichever HTTP library's).
+ErrorHook = Callable[[int, Any, Mapping[str, str]], LLMError | None]
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
 _TAGS = re.compile(r"<[^>]+>")
@@ -59,7 +60,7 @@ def error_message(body: Any) -> str:
 
 
 def status_error(
-    status: int, content: bytes, headers: httpx.Headers, provider: str, hook: ErrorHook | None = None
+    status: int, content: bytes, headers: Mapping[str, str], provider: str, hook: ErrorHook | None = None
 ) -> LLMError:
     """The error for a non-2xx answer."""
     body = parse_body(content)
@@ -71,7 +72,7 @@ def status_error(
 
 
 def error_for_status(
-    status: int, body: Any, headers: httpx.Headers, provider: str, message: str | None = None
+    status: int, body: Any, headers: Mapping[str, str], provider: str, message: str | None = None
 ) -> APIStatusError:
     """The generic error for a status and a parsed body; ``message`` replaces the one read from the body."""
     message = message or error_message(body) or httpx.codes.get_reason_phrase(status)
