@@ -276,6 +276,8 @@ class Gateway:
                     stream=call.stream,
                 )
             )
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         access_log.info(
             json.dumps(
                 {
