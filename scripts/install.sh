@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything llmkit and its test suite need into .venv (idempotent; pip's wheel cache keeps the
-# llama-cpp-python build, so only the first run on a machine compiles it, ~5 minutes on 2 cores).
+# Installs everything llmkit and its test suite need into .venv (idempotent; the llama-cpp-python wheel is kept in
+# ~/.cache/llmkit/wheels, so only the first run on a machine compiles it, ~12 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
