@@ -5,8 +5,8 @@ pydantic writes it, so a hit is read back by pydantic's own JSON parser in one s
 (text, tool-call and thinking deltas, logprobs, usage, finish reason: every field of every chunk), so a replay yields
 exactly what the first run yielded. Chunks repeat the text so far; a chunk whose text is the previous text plus its
 delta is stored without the text (its line starts with ``+``) and rebuilt on reading, so a long stream costs its
-length, not its length squared. A stream's last chunk holds the whole answer, so a cached stream also answers a plain
-call.
+length, not its length squared. A stream's entry ends with one more line, the whole answer (its last chunk with the
+text written out and no delta), so a cached stream answers a plain call by reading one line.
 
 Example:
     >>> from llmkit.cache.entry import Recording, Entry
@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from llmkit.types import ChatResponse, CompletionResponse, TextBlock
 
 Response = ChatResponse | CompletionResponse
-FORMAT = 2
+FORMAT = 3
 _APPENDED = b"+"  # starts the line of a chunk stored without its text: the previous text plus its delta
 
 
@@ -59,6 +59,7 @@ class Recording:
         self.endpoint, self.stream = endpoint, stream
         self.lines: list[bytes] = []
         self._text: str | None = None
+        self._last: Response | None = None
 
     def add(self, response: Response) -> None:
         """Record the next chunk (or the answer)."""
@@ -73,6 +74,7 @@ class Recording:
         else:
             self.lines.append(_json(response))
         self._text = text
+        self._last = response
 
     @property
     def chunks(self) -> int:
@@ -82,7 +84,10 @@ class Recording:
     def encode(self) -> bytes:
         """The entry as bytes."""
         header = json.dumps({"format": FORMAT, "endpoint": self.endpoint, "stream": self.stream}).encode()
-        return b"\n".join([header, *self.lines])
+        lines = self.lines
+        if self.stream and self._last is not None:  # the whole answer, for plain calls
+            lines = [*lines, _json(self._last.model_copy(update={"delta": None}))]
+        return b"\n".join([header, *lines])
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +106,10 @@ class Entry:
             head = json.loads(header)
             if head.get("format") != FORMAT or head.get("endpoint") not in ("chat", "complete") or not body:
                 raise CorruptEntry("not an llmkit cache entry of this format")
-            return cls(head["endpoint"], bool(head["stream"]), body.split(b"\n"))
+            lines = body.split(b"\n")
+            if head["stream"] and len(lines) < 2:  # a stream's chunks, then its whole answer
+                raise CorruptEntry("a stream entry without its chunks")
+            return cls(head["endpoint"], bool(head["stream"]), lines)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
 
@@ -123,7 +131,7 @@ class Entry:
         out: list[Response] = []
         text = ""
         try:
-            for line in self.lines:
+            for line in self.lines[:-1] if self.stream else self.lines:
                 response = self._read(line, text)
                 text = _text_of(response) or ""
                 response.additional_kwargs.update(extra)
@@ -135,13 +143,9 @@ class Entry:
     def answer(self, **extra: Any) -> Response:
         """The whole answer: the one response, or a stream's last chunk (which carries the text so far) without its
         delta; ``extra`` goes into its ``additional_kwargs``."""
-        if not self.stream:
-            try:
-                response = self._read(self.lines[0], "")
-            except (ValueError, TypeError, ValidationError) as exc:
-                raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
-            response.additional_kwargs.update(extra)
-            return response
-        last = self.responses(**extra)[-1]
-        last.delta = None
-        return last
+        try:
+            response = self._read(self.lines[-1], "")
+        except (ValueError, TypeError, ValidationError) as exc:
+            raise CorruptEntry(f"{type(exc).__name__}: {exc}") from exc
+        response.additional_kwargs.update(extra)
+        return response

@@ -135,6 +135,7 @@ class CachedLLM(WrapperLLM):
 
     _key: RequestKey | None = PrivateAttr(default=None)
     _flights: _Flights = PrivateAttr(default_factory=_Flights)
+    _decoded: tuple[bytes, Entry] | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -169,10 +170,15 @@ class CachedLLM(WrapperLLM):
     def _entry(self, data: bytes | None) -> Entry | None:
         if data is None:
             return None
+        last = self._decoded
+        if last is not None and last[0] is data:  # the memory store hands back the same bytes: decoded already
+            return last[1]
         try:
-            return Entry.decode(data)
+            entry = Entry.decode(data)
         except CorruptEntry:
             return None  # never a wrong answer: a damaged entry is a miss, and the call's answer replaces it
+        self._decoded = (data, entry)
+        return entry
 
     def _lookup(self, key: str) -> Entry | None:
         try:
