@@ -61,9 +61,7 @@ def answer(record: dict[str, Any]) -> str:
     return content
 
 
-def test_10000_lines_with_injected_429_and_500_are_all_accounted_for(
-    fault_server: FaultServer, tmp_path: Path
-) -> None:
+def test_10000_lines_with_injected_429_and_500_are_all_accounted_for(fault_server: FaultServer, tmp_path: Path) -> None:
     source = write_input(tmp_path / "in.jsonl", 10_000)
     test_id = uuid.uuid4().hex
     result = llmkit.batch.run(
@@ -80,7 +78,9 @@ def test_10000_lines_with_injected_429_and_500_are_all_accounted_for(
     assert set(ids) == {f"q{i}" for i in range(10_000)}
     assert max(ids.values()) == 1
     assert [r for r in out if r["error"] is not None] == []
-    assert result.succeeded == 10_000 and result.failed == 0 and result.complete
+    assert result.succeeded == 10_000
+    assert result.failed == 0
+    assert result.complete
     for record in out:  # each line got its own answer
         assert answer(record) == f"echo: question {record['custom_id'][1:]}"
         assert record["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
@@ -125,7 +125,8 @@ def test_a_malformed_line_is_an_error_record_with_its_line_number(fault_server: 
     assert set(out) == {"a", "line-2", "c", "d", "e"}
     assert out["line-2"]["error"]["type"] == "InputError"
     assert out["line-2"]["error"]["message"].startswith("line 2: not JSON")
-    assert out["c"]["line"] == 4 and "'messages' must be a non-empty list" in out["c"]["error"]["message"]
+    assert out["c"]["line"] == 4
+    assert "'messages' must be a non-empty list" in out["c"]["error"]["message"]
     assert "/v1/embeddings" in out["d"]["error"]["message"]
     assert answer(out["a"]) == "echo: one"
     assert out["e"]["error"] is None  # a completion (the server answers it in chat form; the text is parsed)
@@ -166,16 +167,20 @@ def test_budget_stops_the_job_and_a_rerun_with_more_budget_finishes_it(
     source = write_input(tmp_path / "in.jsonl", 200)
     llm = llm_for(fault_server, "echo")
     first = llmkit.batch.run(source, tmp_path / "out.jsonl", llm, concurrency=4, budget="0.2")
-    assert not first.complete and first.stopped and "budget" in first.stopped
+    assert not first.complete
+    assert first.stopped
+    assert "budget" in first.stopped
     assert first.failed == 0
     assert 45 <= first.succeeded <= 50  # 0.2 / 0.004; the first requests in flight reserve nothing yet
     assert first.cost <= Decimal("0.2") + 4 * Decimal("0.004")
     assert all(r["cost"] == {"amount": "0.004", "currency": "USD"} for r in records(tmp_path / "out.jsonl"))
     second = llmkit.batch.run(source, tmp_path / "out.jsonl", llm, concurrency=4, budget="10")
-    assert second.complete and second.skipped == first.succeeded
+    assert second.complete
+    assert second.skipped == first.succeeded
     assert second.succeeded == 200 - first.succeeded
     ids = Counter(record["custom_id"] for record in records(tmp_path / "out.jsonl"))
-    assert len(ids) == 200 and max(ids.values()) == 1
+    assert len(ids) == 200
+    assert max(ids.values()) == 1
 
 
 def test_retry_failed_sends_the_failed_lines_again(fault_server: FaultServer, tmp_path: Path) -> None:
@@ -183,7 +188,8 @@ def test_retry_failed_sends_the_failed_lines_again(fault_server: FaultServer, tm
     out = tmp_path / "out.jsonl"
     llmkit.batch.run(source, out, llm_for(fault_server, "400"))
     again = llmkit.batch.run(source, out, llm_for(fault_server, "echo"))
-    assert again.skipped == 3 and again.succeeded == 0  # failed lines are done unless asked
+    assert again.skipped == 3
+    assert again.succeeded == 0
     retried = llmkit.batch.run(source, out, llm_for(fault_server, "echo"), retry_failed=True)
     assert retried.succeeded == 3
     assert [r["error"] for r in records(out)] == [None] * 3
@@ -244,7 +250,8 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(fault_server: F
     assert "already done" in finished.stderr
     final = records(out)
     ids = Counter(record["custom_id"] for record in final)
-    assert set(ids) == {f"q{i}" for i in range(count)} and max(ids.values()) == 1
+    assert set(ids) == {f"q{i}" for i in range(count)}
+    assert max(ids.values()) == 1
     assert all(record["error"] is None for record in final)
     if written is not None:
         assert final[: len(written)] == written  # lines written before the kill are kept as they were
