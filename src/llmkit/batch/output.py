@@ -29,14 +29,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from pydantic_core import to_json
+
 from llmkit.errors import ConfigurationError
 
 FsyncPolicy = Literal["always", "batch", "never"]
 
 
 def encode(record: dict[str, Any]) -> bytes:
-    """A record as one JSON line (UTF-8, compact, newline-terminated)."""
-    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    """A record as one JSON line (UTF-8, compact, newline-terminated; pydantic-core's encoder, ~5x json's)."""
+    return to_json(record) + b"\n"
 
 
 @dataclass
