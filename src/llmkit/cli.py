@@ -11,6 +11,8 @@ Examples::
     llmkit chat --cache "Hi"                              # a repeated request is answered from the on-disk cache
     llmkit cache stats                                    # what the cache holds; `llmkit cache clear` empties it
     llmkit serve --config gateway.yaml --port 4000        # an OpenAI-compatible gateway (extra `server`)
+    llmkit batch requests.jsonl -o answers.jsonl --model openai/gpt-4o-mini --rpm 500 --budget 5
+                                                          # a resumable batch job (rerun to resume)
 
 Errors go to stderr with a non-zero exit code, without a traceback unless ``--debug``.
 """
@@ -23,6 +25,7 @@ import importlib
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from llmkit.errors import ConfigurationError, LLMError, OutputTypeError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3  # a batch job stopped before every line had a record (its budget); a rerun resumes it
 EXIT_INTERRUPTED = 130
 
 
@@ -40,6 +44,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative amount, got {text}")
     return value
 
 
@@ -86,6 +110,36 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_positive_int, default=4000)
     serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes (share state via Redis)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+    batch = commands.add_parser(
+        "batch", help="answer a JSONL file of requests into a JSONL file of records (resumable; see llmkit.batch)"
+    )
+    batch.add_argument("input", help='JSONL: OpenAI batch lines (custom_id, body) or {"prompt": ...}')
+    batch.add_argument("-o", "--output", required=True, help="JSONL records; rerunning appends what is missing")
+    which = batch.add_mutually_exclusive_group()
+    which.add_argument("--model", default="local", help="provider spec for create(), e.g. openai/gpt-4o-mini")
+    which.add_argument("--router", metavar="CONFIG", help="a router config (TOML/JSON) instead of one model")
+    batch.add_argument("--api-base", help="base URL, for HTTP providers")
+    batch.add_argument("--temperature", type=_temperature)
+    batch.add_argument("--max-tokens", type=_positive_int)
+    batch.add_argument("--concurrency", type=_positive_int, default=32, help="requests in flight (default 32)")
+    batch.add_argument("--rpm", type=_positive_int, help="requests per minute for the whole job")
+    batch.add_argument("--tpm", type=_positive_int, help="tokens per minute for the whole job")
+    batch.add_argument("--budget", type=_amount, help="USD: no request is sent that would pass it")
+    batch.add_argument("--schema", help="module:Class: structured output per line (the record's 'output')")
+    batch.add_argument("--max-retries", type=_non_negative_int, default=5, help="retries of 408/409/429/5xx")
+    batch.add_argument("--retry-failed", action="store_true", help="first drop the output's error records")
+    batch.add_argument("--cache", action="store_true", help="answer repeated requests from the on-disk cache")
+    batch.add_argument("--redis", metavar="URL", help="share rpm/tpm/budget through Redis (several processes)")
+    batch.add_argument("--job", help="the job's name for --redis (default: the output file's name)")
+    batch.add_argument(
+        "--ray", nargs="?", const="auto", metavar="ADDRESS", help="run on a Ray cluster (extra 'ray'); default: local"
+    )
+    batch.add_argument("--ray-workers", type=_positive_int, help="Ray workers (default: the cluster's CPUs)")
+    batch.add_argument("--fsync", choices=["always", "batch", "never"], default="batch")
+    batch.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="live progress (default: on a TTY)"
+    )
 
     cache = commands.add_parser("cache", help="inspect or empty the response cache")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True)
@@ -375,6 +429,37 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from llmkit.batch import run
+
+    if args.router:
+        from llmkit.router import load_config
+
+        llm = load_config(args.router)
+    else:
+        llm = _make_llm(argparse.Namespace(**{**vars(args), "system": None}))
+    result = run(
+        args.input,
+        args.output,
+        llm,
+        concurrency=args.concurrency,
+        rpm=args.rpm,
+        tpm=args.tpm,
+        budget=args.budget,
+        schema=_load_schema(args.schema).target if args.schema else None,
+        max_retries=args.max_retries,
+        retry_failed=args.retry_failed,
+        redis_url=args.redis,
+        job=args.job or Path(args.output).name,
+        fsync=args.fsync,
+        progress=args.progress,
+        ray=args.ray,
+        ray_workers=args.ray_workers,
+    )
+    print(f"llmkit batch: {result.summary()} -> {result.output}", file=sys.stderr)
+    return 0 if result.complete else EXIT_INCOMPLETE
+
+
 def _cache_store(args: argparse.Namespace) -> Any:
     if args.redis:
         from llmkit.cache.redis import RedisCache
@@ -413,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pull": _pull,
         "cache": _cache,
         "serve": _serve,
+        "batch": _batch,
     }
     try:
         return handlers[args.command](args)

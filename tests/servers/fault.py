@@ -47,6 +47,8 @@ class FaultServer(ThreadingHTTPServer):
 class FaultHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: FaultServer
+    # Headers and body go out in separate writes: without TCP_NODELAY, Nagle and delayed ACKs hold each answer 40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -176,6 +178,25 @@ class FaultHandler(BaseHTTPRequestHandler):
             self._json(503, {"error": {"message": "warming up"}})
         else:
             self.scenario_ok(attempt, body)
+
+    # -- batch jobs: answers that echo the request, with failures injected by attempt number -----------------------
+
+    def scenario_echo(self, attempt: int, body: dict[str, Any]) -> None:
+        messages = body.get("messages") or [{"content": body.get("prompt", "")}]
+        self._json(200, chat_body(f"echo: {messages[-1].get('content')}"))
+
+    def scenario_flaky(self, attempt: int, body: dict[str, Any]) -> None:
+        """Every 7th attempt a 429 (retry after 5 ms), every 11th a 500; the others echo."""
+        if attempt % 7 == 0:
+            self._json(429, {"error": {"message": "slow down"}}, {"retry-after-ms": "5"})
+        elif attempt % 11 == 0:
+            self._json(500, {"error": {"message": "boom"}})
+        else:
+            self.scenario_echo(attempt, body)
+
+    def scenario_slow_echo(self, attempt: int, body: dict[str, Any]) -> None:
+        time.sleep(0.02)
+        self.scenario_echo(attempt, body)
 
     def _reset(self) -> None:
         """Abort the connection (RST). shutdown() first: the handler's rfile/wfile keep the socket open otherwise."""

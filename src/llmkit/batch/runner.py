@@ -1,0 +1,531 @@
+"""The batch engine: requests through the job's limits to the LLM, with bounded concurrency, retries and records.
+
+:class:`Engine` answers one request as one output record (the same code on one machine and on every Ray worker).
+:class:`Job` is the driver's side: it reads the input, skips what the output already holds, writes bad lines as
+error records, and owns the one writer. :func:`arun` wires them with a queue and ``concurrency`` workers;
+:func:`run` is its synchronous form.
+
+Every call the engine makes (a structured answer may take several) passes the job's :class:`~.limits.Gate` first,
+and is sent with ``max_retries=0`` to an LLM that retries by itself: the engine retries (408, 409, 429, 5xx,
+connection errors; the server's Retry-After honoured), so each attempt counts against ``rpm``, as the service
+counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmkit.batch.input import BadLine, BatchRequest, count_lines, parse_line, read_lines
+from llmkit.batch.limits import Gate, Limits, LocalGate, RedisGate
+from llmkit.batch.output import FsyncPolicy, ResultWriter, drop_failed, encode, scan
+from llmkit.errors import ConfigurationError, InputError, LLMError, UsageError
+
+if TYPE_CHECKING:
+    from llmkit.batch.progress import Display
+    from llmkit.llm import LLM
+    from llmkit.types import ChatResponse, CompletionResponse, Usage
+
+
+class _BudgetReached(Exception):
+    """The next call would pass the job's budget: the request is not sent (and not written)."""
+
+
+@dataclass
+class Stats:
+    """A job's counts so far, for the progress display and the result."""
+
+    total: int | None = None
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    not_sent: int = 0
+    tokens: int = 0
+    cost: Decimal = Decimal(0)
+    unknown_cost: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def written(self) -> int:
+        """Records written by this run."""
+        return self.succeeded + self.failed
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Count a record written."""
+        if record.get("error") is None:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+        usage = record.get("usage") or {}
+        self.tokens += usage.get("total_tokens") or 0
+        cost = record.get("cost")
+        if cost and cost.get("amount") is not None:
+            if cost.get("currency", "USD") == "USD":
+                self.cost += Decimal(cost["amount"])
+        elif record.get("error") is None:
+            self.unknown_cost += 1
+
+
+@dataclass
+class BatchResult:
+    """What a job did: this run's records, the lines skipped as already done, and why it stopped early, if it did.
+
+    ``cost`` sums the known USD costs of this run's records; ``unknown_cost`` counts answers nothing priced."""
+
+    output: Path
+    succeeded: int
+    failed: int
+    skipped: int
+    not_sent: int
+    stopped: str | None
+    tokens: int
+    cost: Decimal
+    unknown_cost: int
+    elapsed: float
+
+    @property
+    def complete(self) -> bool:
+        """Whether every input line now has a record in the output."""
+        return self.stopped is None
+
+    def summary(self) -> str:
+        """One line for people."""
+        from llmkit.usage.cost import format_amount
+
+        text = (
+            f"{self.succeeded} succeeded, {self.failed} failed, {self.skipped} already done | "
+            f"{self.tokens} tokens, {format_amount(self.cost)}"
+        )
+        if self.unknown_cost:
+            text += f" (+{self.unknown_cost} answers without a price)"
+        text += f" | {self.elapsed:.1f} s"
+        if self.stopped:
+            text += f" | stopped: {self.stopped}"
+        return text
+
+
+def _usage_json(usage: Usage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    body: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    for name in ("cache_read_tokens", "reasoning_tokens", "credits"):
+        if getattr(usage, name) is not None:
+            body[name] = getattr(usage, name)
+    return body
+
+
+class _Calls:
+    """The answers of one request's calls (one, or several for a structured answer): usage and cost summed."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.amount: Decimal | None = Decimal(0)
+        self.currency = "USD"
+        self.reason = ""
+        self.last: ChatResponse | CompletionResponse | None = None
+
+    def add(self, response: ChatResponse | CompletionResponse) -> Decimal | None:
+        self.last = response
+        if response.usage is not None:
+            self.usage = response.usage if self.usage is None else self.usage + response.usage
+        cost = response.cost
+        if cost.amount is None or (self.amount and cost.currency != self.currency):
+            self.amount, self.reason = None, cost.reason or "unknown"
+        elif self.amount is not None:
+            self.amount += cost.amount
+            self.currency = cost.currency
+        return cost.amount if cost.amount is not None and cost.currency == "USD" else None
+
+    def cost_json(self) -> dict[str, Any] | None:
+        if self.last is None:
+            return None
+        if self.amount is None:
+            return {"amount": None, "currency": None, "reason": self.reason}
+        return {"amount": f"{self.amount.normalize():f}" if self.amount else "0", "currency": self.currency}
+
+
+def _chat_body(response: ChatResponse, model: str, custom_id: str) -> dict[str, Any]:
+    raw = response.raw
+    if isinstance(raw, dict) and isinstance(raw.get("choices"), list):
+        return raw  # the service's own answer, as it sent it
+    from llmkit.wire.openai import chat_completion_json
+
+    return chat_completion_json(response, model, f"chatcmpl-batch-{custom_id}")
+
+
+def _completion_body(response: CompletionResponse, model: str, custom_id: str) -> dict[str, Any]:
+    raw = response.raw
+    if isinstance(raw, dict) and isinstance(raw.get("choices"), list):
+        return raw
+    body: dict[str, Any] = {
+        "id": f"cmpl-batch-{custom_id}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": response.text, "finish_reason": "stop"}],
+    }
+    usage = _usage_json(response.usage)
+    if usage is not None:
+        body["usage"] = {k: v for k, v in usage.items() if k.endswith("_tokens") and v is not None}
+    return body
+
+
+def error_record(custom_id: str, line: int, error: BaseException, attempts: int = 0) -> dict[str, Any]:
+    """The record of a request that failed: the error's type, message and status (when the service sent one)."""
+    detail: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+    status = getattr(error, "status_code", None)
+    if isinstance(status, int):
+        detail["status_code"] = status
+    return {"custom_id": custom_id, "line": line, "response": None, "error": detail, "attempts": attempts}
+
+
+def bad_line_record(bad: BadLine) -> dict[str, Any]:
+    """The record of an input line that is not a request."""
+    return error_record(bad.custom_id, bad.line, InputError(bad.error))
+
+
+@dataclass
+class EngineOptions:
+    """What every worker of a job needs besides the LLM and the gate (picklable, for Ray)."""
+
+    max_retries: int = 5
+    schema: Any = None
+    retry_initial_delay: float = 0.5
+    retry_max_delay: float = 8.0
+
+
+class Engine:
+    """Answers requests as records, through ``gate``; one per process (or Ray worker)."""
+
+    def __init__(self, llm: LLM, gate: Limits, options: EngineOptions | None = None) -> None:
+        from llmkit.transport.retry import RetryPolicy
+
+        self.llm = llm
+        self.gate = gate
+        self.options = options or EngineOptions()
+        self.output_cls: Any = None
+        if self.options.schema is not None:
+            from llmkit.output import output_type
+
+            self.output_cls = output_type(self.options.schema)
+        self.policy = RetryPolicy(
+            max_retries=self.options.max_retries,
+            initial_delay=self.options.retry_initial_delay,
+            max_delay=self.options.retry_max_delay,
+        )
+        # An LLM that retries by itself gets max_retries=0 per call: the engine's retries pass the gate.
+        self._call_kwargs = {"max_retries": 0} if "max_retries" in type(llm).model_fields else {}
+        self.model = llm.metadata.model_name
+        self._cost_total = Decimal(0)
+        self._cost_calls = 0
+
+    def _estimate(self) -> Decimal:
+        return self._cost_total / self._cost_calls if self._cost_calls else Decimal(0)
+
+    async def _gated(self, calls: _Calls, send: Callable[[], Awaitable[Any]]) -> Any:
+        if not self.gate.active:
+            calls.add(await send())
+            return calls.last
+        estimate = self._estimate()
+        while True:
+            wait = await self.gate.acquire(estimate)
+            if wait == 0.0:
+                break
+            if math.isinf(wait):
+                raise _BudgetReached
+            await asyncio.sleep(wait)
+        tokens, cost = 0, None
+        try:
+            response = await send()
+            cost = calls.add(response)
+            if response.usage is not None:
+                tokens = response.usage.total_tokens or 0
+            if cost is not None:
+                self._cost_total += cost
+                self._cost_calls += 1
+            return response
+        finally:
+            await self.gate.release(estimate, tokens, cost)
+
+    async def _answer(self, request: BatchRequest, calls: _Calls) -> dict[str, Any]:
+        kwargs = {**request.params, **self._call_kwargs}
+        llm = self.llm
+        if request.kind == "completion":
+            assert request.prompt is not None
+            prompt = request.prompt
+            completion = await self._gated(calls, lambda: llm.acomplete(prompt, **kwargs))
+            return {
+                "response": {"status_code": 200, "body": _completion_body(completion, self.model, request.custom_id)}
+            }
+        assert request.messages is not None
+        messages = request.messages
+        if self.output_cls is None:
+            response = await self._gated(calls, lambda: llm.achat(messages, **kwargs))
+            return {"response": {"status_code": 200, "body": _chat_body(response, self.model, request.custom_id)}}
+        from llmkit._steps import arun_steps
+        from llmkit.structured import structured_steps
+
+        async def achat(step_messages: Any, **step_kwargs: Any) -> ChatResponse:
+            merged = {**step_kwargs, **self._call_kwargs}
+            answer: ChatResponse = await self._gated(calls, lambda: llm.achat(step_messages, **merged))
+            return answer
+
+        steps = structured_steps(llm, self.output_cls, messages, llm.pydantic_program_mode, dict(request.params))
+        result = await arun_steps(steps, achat)
+        assert calls.last is not None
+        body = _chat_body(calls.last, self.model, request.custom_id)  # type: ignore[arg-type]
+        return {
+            "response": {"status_code": 200, "body": body},
+            "output": json.loads(self.output_cls.dump_json(result)),
+        }
+
+    async def process(self, request: BatchRequest) -> dict[str, Any] | None:
+        """The record answering ``request``; None when the budget stopped it before it was sent."""
+        from llmkit.transport.retry import is_retryable_error
+
+        attempts = 0
+        while True:
+            attempts += 1
+            calls = _Calls()
+            try:
+                answer = await self._answer(request, calls)
+            except _BudgetReached:  # not written: a rerun with a larger budget sends it
+                return None
+            except LLMError as exc:
+                if attempts <= self.options.max_retries and is_retryable_error(exc):
+                    await asyncio.sleep(self.policy.delay(attempts, getattr(exc, "retry_after", None)))
+                    continue
+                record = error_record(request.custom_id, request.line, exc)
+            except (ValueError, TypeError) as exc:  # a line's parameters the LLM cannot take: that line's error
+                record = error_record(request.custom_id, request.line, exc)
+            else:
+                record = {"custom_id": request.custom_id, "line": request.line, **answer, "error": None}
+            record["attempts"] = attempts
+            record["usage"] = _usage_json(calls.usage)
+            record["cost"] = calls.cost_json()
+            return record
+
+
+class Job:
+    """The driver's side of a job: input lines in, records out through the one writer, counts for the display."""
+
+    def __init__(self, output: str | Path, fsync: FsyncPolicy = "batch", retry_failed: bool = False) -> None:
+        self.output = Path(output)
+        if retry_failed:
+            drop_failed(self.output)
+        resume = scan(self.output)
+        self.done = resume.done
+        self.stats = Stats()
+        self.writer = ResultWriter(self.output, fsync)
+        self.stopped: str | None = None
+
+    def admit(self, number: int, text: str | bytes) -> BatchRequest | None:
+        """The request of an input line to send, or None: already done (skipped), or bad (its error written)."""
+        item = parse_line(text, number)
+        if item.custom_id in self.done:
+            self.stats.skipped += 1
+            return None
+        if isinstance(item, BadLine):
+            self.write(bad_line_record(item))
+            return None
+        return item
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record and count it."""
+        self.writer.write_line(encode(record))
+        self.stats.add(record)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def result(self) -> BatchResult:
+        stats = self.stats
+        return BatchResult(
+            output=self.output,
+            succeeded=stats.succeeded,
+            failed=stats.failed,
+            skipped=stats.skipped,
+            not_sent=stats.not_sent,
+            stopped=self.stopped,
+            tokens=stats.tokens,
+            cost=stats.cost,
+            unknown_cost=stats.unknown_cost,
+            elapsed=time.monotonic() - stats.started,
+        )
+
+
+def _make_llm(llm: Any, model: str | None, **settings: Any) -> LLM:
+    if llm is None and model is None:
+        raise ConfigurationError("a batch job needs an LLM: pass llm=... or model='provider/model'")
+    if isinstance(llm, str) or llm is None:
+        from llmkit.registry import create
+
+        spec = llm if isinstance(llm, str) else model
+        assert spec is not None
+        return create(spec, **{k: v for k, v in settings.items() if v is not None})
+    made: LLM = llm
+    return made
+
+
+def make_gate(
+    rpm: int | None, tpm: int | None, budget: float | Decimal | str | None, redis_url: str | None, job: str | None
+) -> Gate:
+    """The job's limits: in this process, or in Redis (shared by every process naming the same ``job``)."""
+    amount = None if budget is None else Decimal(str(budget))
+    if redis_url:
+        return RedisGate(redis_url, job or "default", rpm=rpm, tpm=tpm, budget=amount)
+    return LocalGate(rpm=rpm, tpm=tpm, budget=amount)
+
+
+async def arun(
+    input: str | Path | Iterable[Any],
+    output: str | Path,
+    llm: Any = None,
+    *,
+    model: str | None = None,
+    concurrency: int = 32,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    budget: float | Decimal | str | None = None,
+    schema: Any = None,
+    max_retries: int = 5,
+    retry_failed: bool = False,
+    redis_url: str | None = None,
+    job: str | None = None,
+    fsync: FsyncPolicy = "batch",
+    progress: bool | None = None,
+    ray: str | bool | None = None,
+    ray_workers: int | None = None,
+    retry_initial_delay: float = 0.5,
+) -> BatchResult:
+    """Run a batch job: every input line answered as one output record; lines already in the output are skipped.
+
+    Args:
+        input: a JSONL file (OpenAI batch lines or ``{"prompt": ...}``), or an iterable of lines or dicts.
+        output: the JSONL file of records, appended to (a rerun resumes).
+        llm: an LLM (a router, a cached LLM...) or a ``create()`` spec; ``model=`` is the same as a spec.
+        concurrency: requests in flight at most (over all workers with ``ray``).
+        rpm, tpm: requests and tokens per minute for the whole job.
+        budget: USD; no request is sent that would pass it (see :mod:`llmkit.batch.limits`).
+        schema: a type for structured output per line (a pydantic model...); the record's ``output`` holds it.
+        max_retries: retries of a request after 408/409/429/5xx/connection errors.
+        retry_failed: first remove the output's error records, so those lines are tried again.
+        redis_url, job: share the limits and the budget through Redis under the job's name.
+        fsync: ``"always"``, ``"batch"`` (default) or ``"never"`` (see :mod:`llmkit.batch.output`).
+        progress: a live display on stderr (default: when stderr is a terminal).
+        ray: run on a Ray cluster: True or ``"auto"`` for ``ray.init()``'s default, or its address (extra ``ray``).
+        ray_workers: Ray workers (default: the cluster's CPUs, at most ``concurrency``).
+
+    Example:
+        >>> import asyncio, json, tempfile, os
+        >>> from llmkit.providers.function import FunctionLLM
+        >>> folder = tempfile.mkdtemp()
+        >>> lines = [{"custom_id": f"q{i}", "prompt": f"say {i}"} for i in range(3)]
+        >>> llm = FunctionLLM(chat_fn=lambda messages, kwargs: messages[-1].content.upper())
+        >>> result = asyncio.run(arun(lines, os.path.join(folder, "out.jsonl"), llm))
+        >>> result.succeeded, result.failed
+        (3, 0)
+        >>> records = [json.loads(line) for line in open(os.path.join(folder, "out.jsonl"))]
+        >>> sorted(r["response"]["body"]["choices"][0]["message"]["content"] for r in records)
+        ['SAY 0', 'SAY 1', 'SAY 2']
+    """
+    if concurrency < 1:
+        raise ConfigurationError(f"concurrency must be at least 1, got {concurrency}")
+    target = _make_llm(llm, model)
+    options = EngineOptions(max_retries=max_retries, schema=schema, retry_initial_delay=retry_initial_delay)
+    if options.schema is not None:
+        from llmkit.output import output_type
+
+        output_type(options.schema)  # an unusable type fails here, before anything is read or written
+    gate = make_gate(rpm, tpm, budget, redis_url, job)
+    state = Job(output, fsync, retry_failed)
+    display = _display(progress, state.stats)
+    if isinstance(input, str | Path):
+        state.stats.total = await asyncio.to_thread(count_lines, input)
+    try:
+        if ray is not None and ray is not False:
+            from llmkit.batch.ray import run_on_ray
+
+            address = None if ray is True or ray == "auto" else str(ray)
+            await run_on_ray(input, state, target, gate, options, concurrency, address, ray_workers, redis_url)
+        else:
+            await _run_local(input, state, Engine(target, gate, options), concurrency)
+    finally:
+        state.close()
+        if display is not None:
+            display.stop()
+    return state.result()
+
+
+async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine, concurrency: int) -> None:
+    queue: asyncio.Queue[BatchRequest | None] = asyncio.Queue(maxsize=concurrency * 2)
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        try:
+            for number, text in read_lines(input):
+                if stop.is_set():
+                    break
+                item = job.admit(number, text)
+                if item is not None:
+                    await queue.put(item)
+        finally:
+            for _ in range(concurrency):
+                await queue.put(None)
+
+    async def work() -> None:
+        while (item := await queue.get()) is not None:
+            if stop.is_set():
+                job.stats.not_sent += 1
+                continue
+            job.stats.in_flight += 1
+            try:
+                record = await engine.process(item)
+            finally:
+                job.stats.in_flight -= 1
+            if record is None:
+                job.stopped = "budget reached: rerun with a larger budget to send the remaining lines"
+                job.stats.not_sent += 1
+                stop.set()
+                continue
+            job.write(record)
+
+    await asyncio.gather(feed(), *(work() for _ in range(concurrency)))
+
+
+def _display(progress: bool | None, stats: Stats) -> Display | None:
+    from llmkit.batch.progress import start_display
+
+    return start_display(stats, progress)
+
+
+def run(input: str | Path | Iterable[Any], output: str | Path, llm: Any = None, **options: Any) -> BatchResult:
+    """Run a batch job synchronously (see :func:`arun` for the arguments).
+
+    Example:
+        >>> import tempfile, os
+        >>> from llmkit.providers.function import FunctionLLM
+        >>> out = os.path.join(tempfile.mkdtemp(), "out.jsonl")
+        >>> llm = FunctionLLM(chat_fn=lambda messages, kwargs: "ok")
+        >>> run([{"prompt": "a"}, "not json", {"prompt": "b"}], out, llm).summary().split(" |")[0]
+        '2 succeeded, 1 failed, 0 already done'
+        >>> run([{"prompt": "a"}, "not json", {"prompt": "b"}], out, llm).skipped  # a rerun resumes
+        3
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(input, output, llm, **options))
+    raise UsageError("llmkit.batch.run() was called inside a running event loop: use await llmkit.batch.arun(...)")

@@ -1,0 +1,66 @@
+"""The job's limits: rpm windows that never let 60 s hold more than rpm, the budget, shared through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from decimal import Decimal
+
+import pytest
+
+from llmkit.batch.limits import BUDGET_REACHED, LocalGate, RedisGate, rpm_window
+
+
+@pytest.mark.parametrize("rpm", [1, 2, 30, 59, 60, 61, 90, 100, 600, 1000, 3600, 10_007])
+def test_rpm_windows_hold_at_most_rpm_in_any_60_seconds(rpm: int) -> None:
+    per_window, window = rpm_window(rpm)
+    # fixed windows: any span of L seconds touches at most ceil(L / window) + 1 of them
+    worst = per_window * (math.ceil(60 / window - 1e-9) + 1)
+    assert worst <= rpm or rpm == 1  # one request a minute: two windows can touch one minute
+    assert per_window * 60 / window >= rpm * 0.9 or rpm < 10  # and the job still gets close to its rate
+
+
+def test_local_gate_counts_requests_per_window() -> None:
+    gate = LocalGate(rpm=120)  # 2 requests per ~1.03 s window
+    assert gate.try_acquire() == 0.0
+    assert gate.try_acquire() == 0.0
+    wait = gate.try_acquire()
+    assert 0 < wait <= 1.1
+
+
+def test_tpm_is_counted_from_the_tokens_answers_report() -> None:
+    gate = LocalGate(tpm=600)  # 60 tokens per 6 s window
+    assert gate.try_acquire() == 0.0
+    gate.finish(Decimal(0), tokens=60, cost=None)
+    assert gate.try_acquire() > 0
+
+
+def test_budget_reserves_the_requests_in_flight() -> None:
+    gate = LocalGate(budget=Decimal("1.0"))
+    assert [gate.try_acquire(Decimal("0.3")) for _ in range(4)] == [0.0, 0.0, 0.0, BUDGET_REACHED]
+    gate.finish(Decimal("0.3"), tokens=0, cost=Decimal("0.1"))
+    assert gate.try_acquire(Decimal("0.3")) == 0.0  # the real cost was lower: room again
+    assert gate.spent() == Decimal("0.1")
+    assert LocalGate(budget=Decimal(0)).try_acquire() == BUDGET_REACHED
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="rpm"):
+        LocalGate(rpm=0)
+    with pytest.raises(ValueError, match="budget"):
+        LocalGate(budget=Decimal(-1))
+
+
+def test_redis_gate_is_shared_by_every_process_of_the_job(redis_url: str) -> None:
+    rates = [RedisGate(redis_url, "rated-job", rpm=120) for _ in range(2)]
+    assert [rates[0].try_acquire(), rates[1].try_acquire()] == [0.0, 0.0]
+    assert rates[0].try_acquire() > 0  # two requests per window, taken by two gates
+    first = RedisGate(redis_url, "shared-job", budget=Decimal("0.05"))
+    second = RedisGate(redis_url, "shared-job", budget=Decimal("0.05"))
+    first.reset()
+    assert first.try_acquire(Decimal("0.02")) == 0.0
+    assert second.try_acquire(Decimal("0.02")) == 0.0
+    asyncio.run(second.release(Decimal("0.02"), tokens=5, cost=Decimal("0.04")))
+    assert first.spent() == Decimal("0.04")
+    assert math.isinf(asyncio.run(first.acquire(Decimal("0.02"))))  # 0.04 spent + 0.02 reserved + 0.02 > 0.05
+    first.reset()
