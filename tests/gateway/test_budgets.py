@@ -91,3 +91,29 @@ def test_store_reservations_are_atomic_in_postgres(postgres_url: str) -> None:
     assert store.reserve(key.id, 0.3)
     assert store.get_key(key.id).spent_usd == pytest.approx(0.1)  # type: ignore[union-attr]
     store.close()
+
+
+def test_an_answer_without_reported_usage_is_charged_its_reservation(tmp_path: Path) -> None:
+    from tests.servers.deployment import DeploymentServer
+
+    upstream = DeploymentServer("quiet", "healthy")  # its streams report no usage
+    models = {"quiet": {"model": "openai-like/m", "api_base": upstream.url}}
+    config = {
+        "models": models,
+        "master_key": MASTER,
+        "database_url": f"sqlite:///{tmp_path}/gw.sqlite",
+        "prices": {"m": {"input": 1.0, "output": 2.0}},
+    }
+    try:
+        with serving(config) as base:
+            created = admin(base, "POST", "/admin/keys", json={"name": "q", "budget_usd": 1.0}).json()
+            sdk = openai.OpenAI(base_url=base + "/v1", api_key=created["key"], max_retries=0)
+            stream = sdk.chat.completions.create(
+                model="quiet", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=100
+            )
+            assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "quiet says hello"
+            key = admin(base, "GET", f"/admin/keys/{created['id']}").json()
+            assert key["reserved_usd"] == 0
+            assert key["spent_usd"] > 0  # the upper bound it reserved, never free
+    finally:
+        upstream.stop()

@@ -99,6 +99,7 @@ class _Call:
     started: float = field(default_factory=time.perf_counter)
     reserved: float = 0.0
     acquired: bool = False
+    delivered: bool = False  # output reached the client (a stream's first chunk): the upstream billed something
 
 
 class Gateway:
@@ -256,7 +257,11 @@ class Gateway:
                     self.limits.add_tokens(f"key:{key.id}", usage.total_tokens)
             if call.reserved or (key.budget_usd is not None and cost):
                 assert self.store is not None
-                self.store.settle(key.id, call.reserved, cost or 0.0)
+                # An answer whose usage was not reported (or a stream cut after output) is charged what was
+                # reserved, its upper bound: a budget never counts unreported work as free.
+                billed = status == 200 or call.delivered
+                spent = cost if cost is not None else (call.reserved if billed else 0.0)
+                self.store.settle(key.id, call.reserved, spent)
         elapsed = time.perf_counter() - call.started
         self.metrics.observe(call.model, status, elapsed, usage, cost)
         if self.store is not None:
@@ -438,6 +443,7 @@ class Gateway:
             last, status = first, 499  # until the stream ends one way or the other, the client went away
             try:
                 if first is not None:
+                    call.delivered = True
                     data = encode(first)
                     if data is not None:
                         data["model"] = call.model
