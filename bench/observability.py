@@ -24,7 +24,7 @@ from bench.http import raw_case
 
 
 @contextmanager
-def _instrumented() -> Iterator[None]:
+def _instrumented(metrics: bool = True) -> Iterator[None]:
     """``llmkit.instrument()`` with real SDK providers: spans batched to an exporter that drops them, metrics
     aggregated in memory (what a production setup pays per call, less the export thread's work)."""
     from opentelemetry.sdk.metrics import MeterProvider
@@ -41,7 +41,7 @@ def _instrumented() -> Iterator[None]:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(BatchSpanProcessor(Discard()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
-    llmkit.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    llmkit.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider, metrics=metrics)
     try:
         yield
     finally:
@@ -65,7 +65,7 @@ def _interleave(
     for _ in range(rounds):
         for name, call in cases.items():
             if name in instrumented:
-                with _instrumented():
+                with _instrumented(metrics="spans only" not in name):
                     start = time.perf_counter()
                     for _ in range(calls):
                         call()
@@ -133,8 +133,9 @@ def _in_process(calls: int, rounds: int) -> dict[str, float]:
         "in process (no I/O)": lambda: bare.chat(messages),
         "in process + CostTracker": lambda: tracked.chat(messages),
         "in process + OTel": lambda: traced.chat(messages),
+        "in process + OTel, spans only": lambda: traced.chat(messages),
     }
-    result = _interleave(cases, calls, rounds, {"in process + OTel"})
+    result = _interleave(cases, calls, rounds, {"in process + OTel", "in process + OTel, spans only"})
     assert tracker.unknown_cost_calls == 0  # the table priced every call
     return {**result, SDK_ALONE: _sdk_alone(calls, rounds)}
 
@@ -200,6 +201,9 @@ def table(result: dict[str, float]) -> str:
     overheads = {
         "CostTracker": (result["in process + CostTracker"] - bare) / floor,
         "OpenTelemetry handler": (result["in process + OTel"] - bare) / floor,
+        "OpenTelemetry handler, spans only (instrument(metrics=False))": (
+            result["in process + OTel, spans only"] - bare
+        ) / floor,
     }
     lines = ["| case | chat (µs/call) | ratio to the floor |", "|---|---|---|"]
     lines += [f"| {name} | {us:.0f} | {us / floor:.2f}x |" for name, us in result.items()]
