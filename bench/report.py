@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import cache, gateway, http, local_model, observability, router
+from bench import batch, cache, gateway, http, local_model, observability, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -75,6 +75,7 @@ def render(
     cached: dict[str, float] | None = None,
     observed: dict[str, float] | None = None,
     gatewayed: dict[str, dict[str, float]] | None = None,
+    batched: tuple[dict[str, float], dict[str, float]] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -110,6 +111,11 @@ def render(
             else []
         ),
         *(["## The response cache — hits, same canned server", "", cache.table(cached), ""] if cached else []),
+        *(
+            ["## Batch jobs: `llmkit batch`, 3,000 requests at 64 in flight", "", batch.table(*batched), ""]
+            if batched
+            else []
+        ),
         *(
             ["## The gateway: `llmkit serve` beside LiteLLM's proxy", "", gateway.table(gatewayed), ""]
             if gatewayed
@@ -164,12 +170,14 @@ def main() -> int:
     cached = cache.measure(calls=args.calls)
     print("usage, cost and tracing ...", flush=True)
     observed = observability.measure(calls=args.calls)
+    print("batch ...", flush=True)
+    batched = (batch.throughput(3000, 64), batch.memory(200_000))
     print("gateway ...", flush=True)
     gatewayed = gateway.measure(seconds=3.0, rss_requests=20_000)
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command, routed, cached, observed, gatewayed)
+    text = render(imports, results, local, valid, args.command, routed, cached, observed, gatewayed, batched)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)
