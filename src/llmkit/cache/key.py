@@ -78,16 +78,16 @@ def _canonical(value: Any, strict: bool) -> Any:
 
 
 def _canonical_object(value: Any, strict: bool) -> Any:
-    if isinstance(value, bool | int | str):
-        return value if type(value) in (bool, int, str) else _canonical_object_enum(value, strict)
+    if isinstance(value, enum.Enum):  # before str/int: a StrEnum member is both
+        return _canonical(value.value, strict)
+    if isinstance(value, bool | int | str):  # a subclass of one (the exact types never get here)
+        return bool(value) if isinstance(value, bool) else int(value) if isinstance(value, int) else str(value)
     if isinstance(value, float):
         return value if value == value and value not in (float("inf"), float("-inf")) else repr(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return _digest(bytes(value))
     if isinstance(value, SecretStr):
         return None
-    if isinstance(value, enum.Enum):
-        return _canonical(value.value, strict)
     if isinstance(value, dict):
         return {str(k): _canonical(v, strict) for k, v in value.items() if str(k) not in _NOT_IN_KEY}
     if isinstance(value, list | tuple):
@@ -112,13 +112,6 @@ def _canonical_object(value: Any, strict: bool) -> Any:
     if strict:
         raise Uncacheable(type(value).__name__)
     return {"object": type(value).__qualname__}
-
-
-def _canonical_object_enum(value: Any, strict: bool) -> Any:
-    """A str/int subclass (a StrEnum member, say) by its plain value."""
-    if isinstance(value, enum.Enum):
-        return _canonical(value.value, strict)
-    return bool(value) if isinstance(value, bool) else int(value) if isinstance(value, int) else str(value)
 
 
 def _callable(function: Any) -> dict[str, Any]:

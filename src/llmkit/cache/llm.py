@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from typing import Any, Literal, cast
@@ -54,16 +54,24 @@ class _Flights:
         self._lock = threading.Lock()
         self._waiting: dict[Any, Any] = {}
 
+    def _claim(self, slot: Any, event: Callable[[], Any]) -> tuple[Any, bool]:
+        """The slot's event (a new one from ``event()`` when free) and whether this caller leads."""
+        with self._lock:
+            done = self._waiting.get(slot)
+            if done is not None:
+                return done, False
+            done = self._waiting[slot] = event()
+            return done, True
+
+    def _release(self, slot: Any, done: Any) -> None:
+        with self._lock:
+            del self._waiting[slot]
+        done.set()
+
     @contextmanager
     def join(self, key: str) -> Iterator[bool]:
         """``True`` for the leader."""
-        with self._lock:
-            done = self._waiting.get(key)
-            if done is None:
-                done = self._waiting[key] = threading.Event()
-                leader = True
-            else:
-                leader = False
+        done, leader = self._claim(key, threading.Event)
         if not leader:
             done.wait()
             yield False
@@ -71,21 +79,13 @@ class _Flights:
         try:
             yield True
         finally:
-            with self._lock:
-                del self._waiting[key]
-            done.set()
+            self._release(key, done)
 
     @asynccontextmanager
     async def ajoin(self, key: str) -> AsyncIterator[bool]:
         """Async :meth:`join`; an ``asyncio.Event`` belongs to one loop, so flights are per loop."""
         slot = (id(asyncio.get_running_loop()), key)
-        with self._lock:
-            done = self._waiting.get(slot)
-            if done is None:
-                done = self._waiting[slot] = asyncio.Event()
-                leader = True
-            else:
-                leader = False
+        done, leader = self._claim(slot, asyncio.Event)
         if not leader:
             await done.wait()
             yield False
@@ -93,9 +93,7 @@ class _Flights:
         try:
             yield True
         finally:
-            with self._lock:
-                del self._waiting[slot]
-            done.set()
+            self._release(slot, done)
 
 
 def _as_hit(response: Response) -> Response:

@@ -52,6 +52,10 @@ except ImportError as exc:  # pragma: no cover - the extra names itself
     raise missing_extra("starlette", "server") from exc
 
 access_log = logging.getLogger("llmkit.gateway.access")
+# Fields of a /v1/completions body that are not the LLM's call arguments (answered by the gateway or unsupported).
+_NOT_COMPLETION_KWARGS = frozenset(
+    {"model", "prompt", "stream", "stream_options", "n", "echo", "best_of", "suffix", "user"}
+)
 CONFIG_ENV = "LLMKIT_GATEWAY_CONFIG"
 
 
@@ -317,7 +321,7 @@ class Gateway:
         except ValueError:
             raise GatewayError(400, "The request body is not valid JSON") from None
 
-    def _model(self, name: Any, principal: _Principal) -> LLM:
+    def _model(self, name: Any) -> LLM:
         llm = self.models.get(str(name))
         if llm is None:
             raise GatewayError(404, f"The model {name!r} does not exist", code="model_not_found", param="model")
@@ -329,7 +333,7 @@ class Gateway:
             parsed = parse_chat_request(body)
         except ValueError as exc:
             raise GatewayError(400, str(exc)) from None
-        llm = self._model(parsed.model, principal)
+        llm = self._model(parsed.model)
         call = _Call(request_id, parsed.model, principal, parsed.stream)
         kwargs = parsed.call_kwargs()
         self._admit(call, llm, (request_bytes, len(parsed.messages)), kwargs)
@@ -349,10 +353,9 @@ class Gateway:
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
             raise GatewayError(400, "'prompt' must be a string", param="prompt")
         model = str(body.get("model") or "")
-        llm = self._model(model, principal)
+        llm = self._model(model)
         call = _Call(request_id, model, principal, bool(body.get("stream")))
-        skip = {"model", "prompt", "stream", "stream_options", "n", "echo", "best_of", "suffix", "user"}
-        kwargs = {k: v for k, v in body.items() if k not in skip and v is not None}
+        kwargs = {k: v for k, v in body.items() if k not in _NOT_COMPLETION_KWARGS and v is not None}
         self._admit(call, llm, (request_bytes, 1), kwargs)
         completion_id = self._ids("cmpl-")
         created = int(time.time())

@@ -38,7 +38,7 @@ class Metrics:
         self._children: dict[tuple[str, ...], Any] = {}  # labelled series, looked up once (labels() is not free)
 
     def _child(self, metric: Any, *labels: str) -> Any:
-        key = (metric._name, *labels)
+        key = (str(id(metric)), *labels)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = metric.labels(*labels)

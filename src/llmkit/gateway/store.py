@@ -134,6 +134,15 @@ class GatewayStore:
             raise ConfigurationError(
                 f"gateway database_url must start with sqlite:/// or postgresql://, got {url.split(':', 1)[0]}:..."
             )
+        self._errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+        self._psycopg: Any = None
+        if self._postgres:
+            try:
+                import psycopg
+            except ImportError as exc:
+                raise missing_extra("psycopg", "postgres") from exc
+            self._psycopg = psycopg
+            self._errors += (psycopg.Error,)
         self._log_queue: queue.Queue[UsageRecord | None] = queue.Queue(maxsize=100_000)
         self._writer: threading.Thread | None = None
         self._guard(lambda: self._setup())
@@ -146,12 +155,8 @@ class GatewayStore:
     def _guard(self, action: Callable[[], T]) -> T:
         try:
             return action()
-        except (sqlite3.Error, OSError) as exc:
+        except self._errors as exc:
             raise GatewayStoreError(f"gateway database {self._where()}: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg"):
-                raise GatewayStoreError(f"gateway database {self._where()}: {exc}") from exc
-            raise
 
     def _connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -161,12 +166,8 @@ class GatewayStore:
         return conn
 
     def _connect(self) -> Any:
-        if self._postgres:
-            try:
-                import psycopg
-            except ImportError as exc:
-                raise missing_extra("psycopg", "server") from exc
-            return psycopg.connect(self.url, autocommit=True)
+        if self._psycopg is not None:
+            return self._psycopg.connect(self.url, autocommit=True)
         path = Path(self.url.removeprefix("sqlite:///")).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)

@@ -5,6 +5,7 @@ missing."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 
@@ -84,18 +85,22 @@ class HttpxAsyncResponse(AsyncResponse):
         await self.raw.aclose()
 
 
+def _client_options(settings: Settings) -> dict[str, Any]:
+    """What llmkit sets on an httpx client it creates, sync or async."""
+    return {
+        "timeout": _timeout(settings.timeouts),
+        "limits": LIMITS,
+        "verify": verified_context("httpx"),  # shared: httpx would load the certificate store per client
+        "follow_redirects": settings.follow_redirects,
+    }
+
+
 class HttpxBackend(SyncBackend):
     def __init__(
         self, settings: Settings, client: httpx.Client | None = None, transport: httpx.BaseTransport | None = None
     ) -> None:
         self._owns = client is None
-        self._client = client or httpx.Client(
-            timeout=_timeout(settings.timeouts),
-            limits=LIMITS,
-            verify=verified_context("httpx"),  # shared: httpx would load the certificate store per client
-            transport=transport,
-            follow_redirects=settings.follow_redirects,
-        )
+        self._client = client or httpx.Client(transport=transport, **_client_options(settings))
 
     @property
     def native(self) -> httpx.Client:
@@ -121,13 +126,7 @@ class HttpxAsyncBackend(AsyncBackend):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._owns = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=_timeout(settings.timeouts),
-            limits=LIMITS,
-            verify=verified_context("httpx"),  # shared: httpx would load the certificate store per client
-            transport=transport,
-            follow_redirects=settings.follow_redirects,
-        )
+        self._client = client or httpx.AsyncClient(transport=transport, **_client_options(settings))
 
     @property
     def native(self) -> httpx.AsyncClient:
