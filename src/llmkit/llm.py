@@ -477,6 +477,16 @@ class LLM(BaseLLM):
 
     _refused_modes: set[PydanticProgramMode] = PrivateAttr(default_factory=set)
     _kept_private: ClassVar[frozenset[str]] = frozenset({"_refused_modes"})  # what the service refused stays known
+    #: A provider whose capabilities and ``metadata.is_chat_model`` follow from its fields alone says so: which
+    #: family serves a call is then worked out once, not per call (and again after a field is set).
+    _routing_from_fields: ClassVar[bool] = False
+    _routes: tuple[bool, bool] | None = PrivateAttr(default=None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        private = self.__pydantic_private__
+        if name[0] != "_" and private is not None:
+            private["_routes"] = None
 
     @classmethod
     def class_name(cls) -> str:
@@ -547,13 +557,25 @@ class LLM(BaseLLM):
     def _implements(cls, name: str) -> bool:
         return getattr(cls, name) is not getattr(LLM, name)
 
+    def _routing(self) -> tuple[bool, bool]:
+        """(chat calls go to the completion family, completion calls go to the chat family)."""
+        private = self.__pydantic_private__
+        routes = private.get("_routes") if private is not None else None
+        if routes is None:
+            capabilities, chat_model = self._capabilities(), self.metadata.is_chat_model
+            routes = (
+                not capabilities.chat or (capabilities.completion and not chat_model),
+                not capabilities.completion or (capabilities.chat and chat_model),
+            )
+            if self._routing_from_fields and private is not None:
+                private["_routes"] = routes
+        return routes
+
     def _chat_via_completion(self) -> bool:
-        capabilities = self._capabilities()
-        return not capabilities.chat or (capabilities.completion and not self.metadata.is_chat_model)
+        return self._routing()[0]
 
     def _completion_via_chat(self) -> bool:
-        capabilities = self._capabilities()
-        return not capabilities.completion or (capabilities.chat and self.metadata.is_chat_model)
+        return self._routing()[1]
 
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         out = as_messages(messages)

@@ -31,6 +31,8 @@ R = TypeVar("R", ChatResponse, CompletionResponse)
 
 def call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Pop the transport's per-call options out of the model kwargs."""
+    if not kwargs:
+        return {}
     return {key: kwargs.pop(key) for key in ("timeout", "max_retries") if key in kwargs}
 
 
@@ -119,9 +121,12 @@ class HTTPLLM(LLM):
     @property
     def transport(self) -> HTTPTransport:
         """The transport, created on first use (constructing an LLM does no I/O)."""
-        if self._transport is None:
-            self._transport = self._new_transport()
-        return self._transport
+        # Read from pydantic's private dict directly: ``self._transport`` goes through ``__getattr__``, a few µs a call.
+        private = self.__pydantic_private__
+        transport = private.get("_transport") if private is not None else None
+        if transport is None:
+            transport = self._transport = self._new_transport()
+        return transport
 
     def _new_transport(self, **plug: Any) -> HTTPTransport:
         return HTTPTransport(

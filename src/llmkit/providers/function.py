@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -52,6 +52,8 @@ class FunctionLLM(LLM):
             ``message.additional_kwargs["tool_calls"]``), so structured output may use ``FUNCTION`` mode.
         context_window: reported in ``metadata``.
     """
+
+    _routing_from_fields: ClassVar[bool] = True
 
     chat_fn: ChatFunction | None = Field(default=None, exclude=True)
     complete_fn: CompleteFunction | None = Field(default=None, exclude=True)

@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr, model_validator
@@ -112,6 +112,8 @@ class LiteLLM(LLM):
         >>> llm.model
         'openai/gpt-4o-mini'
     """
+
+    _routing_from_fields: ClassVar[bool] = True
 
     model: str = Field(description="The LiteLLM model to use.")
     temperature: float = Field(default=DEFAULT_TEMPERATURE, description="The temperature to use during generation.")

@@ -89,6 +89,8 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
         >>> llm.close()
     """
 
+    _routing_from_fields: ClassVar[bool] = True
+
     model: str = Field(description="The model to use.")
     api_base: str = Field(
         default="https://api.openai.com/v1",
@@ -184,11 +186,12 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     def _chat_request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], stream: bool) -> Request:
         body = self._base_body(kwargs, stream)
         body["messages"] = [to_openai_message(m) for m in messages]
-        body.update(tools_body(kwargs.pop("tools", None), kwargs.pop("tool_choice", None)))
-        spec = kwargs.pop("json_schema", None)
-        if spec is not None:
-            body["response_format"] = self._response_format(spec)
-        body.update(kwargs)
+        if kwargs:
+            body.update(tools_body(kwargs.pop("tools", None), kwargs.pop("tool_choice", None)))
+            spec = kwargs.pop("json_schema", None)
+            if spec is not None:
+                body["response_format"] = self._response_format(spec)
+            body.update(kwargs)
         return Request("POST", "/chat/completions", json=body)
 
     def _completion_request(self, prompt: str, kwargs: dict[str, Any], stream: bool) -> Request:

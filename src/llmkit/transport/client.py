@@ -88,9 +88,13 @@ class Request:
 _NOT_STREAMS = ("application/json", "text/html")
 
 
+#: One encoder for every body (json.dumps with options builds a new one per call).
+_JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(value: Any) -> bytes:
     """A JSON body, serialised as httpx serialises one (compact, UTF-8, no NaN), whatever the backend."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _JSON_BODY.encode(value).encode("utf-8")
 
 
 class _LineSplitter:
@@ -564,10 +568,11 @@ class HTTPTransport:
         progress = time.monotonic()
         try:
             for chunk in response.iter_bytes():
+                now = time.monotonic()  # once per arrival: the lines of one chunk arrived together
                 for line in splitter.feed(decode(chunk)):
                     if line and line[0] != ":":
-                        progress = time.monotonic()
-                    elif idle is not None and time.monotonic() - progress > idle:
+                        progress = now
+                    elif idle is not None and now - progress > idle:
                         raise self._idle(idle)
                     yield line
             yield from splitter.feed(decode(b"", True))
@@ -584,10 +589,11 @@ class HTTPTransport:
         progress = time.monotonic()
         try:
             async for chunk in response.aiter_bytes():
+                now = time.monotonic()
                 for line in splitter.feed(decode(chunk)):
                     if line and line[0] != ":":
-                        progress = time.monotonic()
-                    elif idle is not None and time.monotonic() - progress > idle:
+                        progress = now
+                    elif idle is not None and now - progress > idle:
                         raise self._idle(idle)
                     yield line
             for line in [*splitter.feed(decode(b"", True)), *splitter.flush()]:

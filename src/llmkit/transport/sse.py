@@ -55,8 +55,10 @@ class SSEDecoder:
         """Dispatch the pending event (a blank line, or the end of the stream)."""
         if not self._data and not self._event:
             return None
+        data = self._data
         event = ServerSentEvent(
-            data="\n".join(self._data), event=self._event or "message", id=self._id, retry=self._retry
+            data=data[0] if len(data) == 1 else "\n".join(data), event=self._event or "message", id=self._id,
+            retry=self._retry,
         )
         self._data = []
         self._event = ""

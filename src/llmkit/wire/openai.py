@@ -52,6 +52,7 @@ from llmkit.types import (
     chat_chunk,
     completion_chunk,
     text_message,
+    trusted,
 )
 from llmkit.wire.stream import StreamParser
 
@@ -91,8 +92,10 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
     """One message in OpenAI's chat format."""
     role = _ROLE_MAP.get(message.role, message.role.value)
     blocks = message.blocks
-    if all(type(b) is TextBlock for b in blocks):
-        content: Any = "\n".join(b.text for b in blocks)  # type: ignore[union-attr]
+    if len(blocks) == 1 and type(blocks[0]) is TextBlock:  # the usual message: one text
+        content: Any = blocks[0].text
+    elif all(type(b) is TextBlock for b in blocks):
+        content = "\n".join(b.text for b in blocks)  # type: ignore[union-attr]
     else:
         content = [part for part in map(content_part, blocks) if part is not None]
     out: dict[str, Any] = {"role": role, "content": content}
@@ -279,13 +282,20 @@ def parse_usage(body: dict[str, Any], provider: str = "openai") -> Usage | None:
     if cache_read is None and isinstance(timings, dict) and type(timings.get("cache_n")) is int:
         cache_read = timings["cache_n"]
     model = body.get("model")
-    return Usage(
-        prompt_tokens=_count(usage, "prompt_tokens", provider),
-        completion_tokens=_count(usage, "completion_tokens", provider),
-        total_tokens=_count(usage, "total_tokens", provider),
+    prompt, completion = _count(usage, "prompt_tokens", provider), _count(usage, "completion_tokens", provider)
+    total = _count(usage, "total_tokens", provider)
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    return trusted(  # every count checked above: no second validation on the hot path
+        Usage,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        total_tokens=total,
         cache_read_tokens=cache_read,
         cache_write_tokens=_count(usage, "cache_creation_input_tokens", provider),
         reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens", provider),
+        credits=None,
+        provider=None,
         model=model if isinstance(model, str) and model else None,
     )
 
@@ -461,13 +471,15 @@ class ChatStreamParser(StreamParser[ChatResponse]):
         logprobs = None
         if choice is not None:
             delta = choice.get("delta") or {}
-            delta_text = _text(delta.get("content"), "delta.content", self.provider, chunk)
+            content = delta.get("content")  # a string, nearly always: checked inline, the rest by _text
+            delta_text = content if type(content) is str else _text(content, "delta.content", self.provider, chunk)
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning:
                 self.reasoning += _text(reasoning, "delta.reasoning", self.provider, chunk)
             if delta.get("tool_calls"):
                 self._merge_tool_calls(delta["tool_calls"])
-            logprobs = parse_logprobs(choice, self.provider)
+            if choice.get("logprobs"):
+                logprobs = parse_logprobs(choice, self.provider)
         elif usage is None:
             return None
         self.text += delta_text

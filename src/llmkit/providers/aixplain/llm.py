@@ -202,6 +202,8 @@ class AiXplainLLM(HTTPLLM):
         '6646261c6eb563165658bbb1'
     """
 
+    _routing_from_fields: ClassVar[bool] = True
+
     id: str = Field(description="ID of the Model.")
     name: str = Field(description="Name of the Model.")
     description: str = Field(default="", description="Description of the model.")
