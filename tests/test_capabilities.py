@@ -61,6 +61,17 @@ def test_undeclared_subclass_gets_capabilities_from_its_primitives() -> None:
     assert model.chat([ChatMessage(role="user", content="hi")]).message.content == "USER: HI\nASSISTANT: "
 
 
+def test_routing_follows_a_field_set_after_use() -> None:
+    """Providers whose routing follows from their fields work it out once; setting a field works it out again."""
+    llm = FunctionLLM(complete_fn=lambda prompt, kwargs: f"completed {prompt[-12:]!r}")
+    assert llm.chat([ChatMessage(role="user", content="hi")]).message.content.startswith("completed")
+    llm.chat_fn = lambda messages, kwargs: "chatted"
+    assert llm.chat([ChatMessage(role="user", content="hi")]).message.content == "chatted"
+    assert llm.complete("hi").text == "chatted"  # a chat model now: completions go to chat
+    llm.chat_fn = None
+    assert llm.complete("hi").text.startswith("completed")
+
+
 class SchemaService(FunctionLLM):
     """A chat service that declares JSON-schema output."""
 
