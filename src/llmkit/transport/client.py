@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import itertools
 import json
 import os
 import re
@@ -442,11 +443,16 @@ class HTTPTransport:
     def _read(self, response: SyncResponse, truncate: bool = False) -> _Body:
         chunks = response.iter_bytes()
         first = next(chunks, b"")
+        read = response.read_timeout
+        deadline = None if read is None else time.monotonic() + read
+        fits = len(first) <= self.max_body_bytes
+        second = next(chunks, None) if fits else None
+        if fits and second is None:  # the usual answer: one chunk, kept as it is
+            response.content = first
+            return _Body(first)
         body, whole = bytearray(), True
         if self._take(body, first, truncate):
-            read = response.read_timeout
-            deadline = None if read is None else time.monotonic() + read
-            for chunk in chunks:
+            for chunk in chunks if second is None else itertools.chain((second,), chunks):
                 if not self._take(body, chunk, truncate):
                     whole = False
                     break
