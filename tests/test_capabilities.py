@@ -72,6 +72,36 @@ def test_routing_follows_a_field_set_after_use() -> None:
     assert llm.complete("hi").text.startswith("completed")
 
 
+def test_events_report_fields_set_after_use() -> None:
+    """What events report from an LLM's fields (model, parameters) is worked out once, and again after a set."""
+    import httpx
+
+    from llmkit import OpenAILike
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]})
+
+    seen: list[tuple[str | None, dict[str, Any]]] = []
+
+    class Recorder(CallbackHandler):
+        def on_llm_start(self, event: LLMEvent) -> None:
+            seen.append((event.model, dict(event.parameters)))
+
+    llm = OpenAILike(
+        model="first", api_base="http://127.0.0.1:9/v1", temperature=0.5, callback_manager=CallbackManager([Recorder()])
+    ).with_http_clients(httpx.Client(transport=httpx.MockTransport(answer)))
+    hi = [ChatMessage(role="user", content="hi")]
+    llm.chat(hi)
+    llm.chat(hi, temperature=None, top_p=0.9)  # a call's own parameters over the fields'
+    llm.model, llm.temperature = "second", 0.7
+    llm.chat(hi)
+    assert seen == [
+        ("first", {"temperature": 0.5}),
+        ("first", {"top_p": 0.9}),
+        ("second", {"temperature": 0.7}),
+    ]
+
+
 class SchemaService(FunctionLLM):
     """A chat service that declares JSON-schema output."""
 

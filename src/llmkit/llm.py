@@ -477,16 +477,32 @@ class LLM(BaseLLM):
 
     _refused_modes: set[PydanticProgramMode] = PrivateAttr(default_factory=set)
     _kept_private: ClassVar[frozenset[str]] = frozenset({"_refused_modes"})  # what the service refused stays known
-    #: A provider whose capabilities and ``metadata.is_chat_model`` follow from its fields alone says so: which
-    #: family serves a call is then worked out once, not per call (and again after a field is set).
-    _routing_from_fields: ClassVar[bool] = False
-    _routes: tuple[bool, bool] | None = PrivateAttr(default=None)
+    #: A provider whose ``metadata`` and capabilities follow from its fields alone says so: what calls derive from
+    #: them (the routing, the metadata, the parameters events report) is then worked out once, not per call, and
+    #: again after a field is set.
+    _derived_from_fields: ClassVar[bool] = False
+    _derived: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         private = self.__pydantic_private__
-        if name[0] != "_" and private is not None:
-            private["_routes"] = None
+        if name[0] != "_" and private is not None and private.get("_derived"):
+            private["_derived"] = {}
+
+    def _derived_values(self) -> dict[str, Any] | None:
+        """Where derived values are kept, or None when they must be worked out per call."""
+        private = self.__pydantic_private__
+        return private.get("_derived") if self._derived_from_fields and private is not None else None
+
+    def _call_metadata(self) -> LLMMetadata:
+        """``metadata`` as calls read it (built once when it follows from the fields)."""
+        derived = self._derived_values()
+        if derived is None:
+            return self.metadata
+        metadata = derived.get("metadata")
+        if metadata is None:
+            metadata = derived["metadata"] = self.metadata
+        return metadata
 
     @classmethod
     def class_name(cls) -> str:
@@ -559,16 +575,16 @@ class LLM(BaseLLM):
 
     def _routing(self) -> tuple[bool, bool]:
         """(chat calls go to the completion family, completion calls go to the chat family)."""
-        private = self.__pydantic_private__
-        routes = private.get("_routes") if private is not None else None
+        derived = self._derived_values()
+        routes = derived.get("routes") if derived is not None else None
         if routes is None:
-            capabilities, chat_model = self._capabilities(), self.metadata.is_chat_model
+            capabilities, chat_model = self._capabilities(), self._call_metadata().is_chat_model
             routes = (
                 not capabilities.chat or (capabilities.completion and not chat_model),
                 not capabilities.completion or (capabilities.chat and chat_model),
             )
-            if self._routing_from_fields and private is not None:
-                private["_routes"] = routes
+            if derived is not None:
+                derived["routes"] = routes
         return routes
 
     def _chat_via_completion(self) -> bool:
@@ -580,7 +596,7 @@ class LLM(BaseLLM):
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         out = as_messages(messages)
         if self.system_prompt and not (out and out[0].role in (MessageRole.SYSTEM, MessageRole.DEVELOPER)):
-            role = self.metadata.system_role
+            role = self._call_metadata().system_role
             out.insert(0, ChatMessage(role=role, blocks=[TextBlock(text=self.system_prompt)]))
         return out
 
@@ -607,19 +623,34 @@ class LLM(BaseLLM):
         if usage.provider is None:
             usage.provider = self._provider_name()
             if usage.model is None:
-                usage.model = self.metadata.model_name
+                usage.model = self._call_metadata().model_name
+
+    def _field_parameters(self) -> dict[str, Any]:
+        """The sampling parameters this LLM's fields set (the ones events report)."""
+        derived = self._derived_values()
+        parameters = derived.get("parameters") if derived is not None else None
+        if parameters is None:
+            fields = type(self).model_fields  # only declared fields: a missing attribute costs pydantic an exception
+            parameters = {
+                name: value for name in _PARAMETERS if name in fields and (value := getattr(self, name)) is not None
+            }
+            if derived is not None:
+                derived["parameters"] = parameters
+        return parameters
 
     def _event_fields(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        parameters = {}
-        fields = type(self).model_fields  # read only declared fields: a missing attribute costs pydantic an exception
-        for name in _PARAMETERS:
-            value = kwargs[name] if name in kwargs else getattr(self, name) if name in fields else None
-            if value is not None:
-                parameters[name] = value
+        parameters = dict(self._field_parameters())
+        if kwargs:  # a call's own parameters over the fields' (None: the service's default)
+            for name in _PARAMETERS:
+                if name in kwargs:
+                    if kwargs[name] is None:
+                        parameters.pop(name, None)
+                    else:
+                        parameters[name] = kwargs[name]
         model = kwargs.get("model")
         return {
             "provider": self._provider_name(),
-            "model": model if isinstance(model, str) else self.metadata.model_name,
+            "model": model if isinstance(model, str) else self._call_metadata().model_name,
             "parameters": parameters,
         }
 

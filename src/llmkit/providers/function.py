@@ -53,7 +53,7 @@ class FunctionLLM(LLM):
         context_window: reported in ``metadata``.
     """
 
-    _routing_from_fields: ClassVar[bool] = True
+    _derived_from_fields: ClassVar[bool] = True
 
     chat_fn: ChatFunction | None = Field(default=None, exclude=True)
     complete_fn: CompleteFunction | None = Field(default=None, exclude=True)

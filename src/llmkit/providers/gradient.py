@@ -182,8 +182,6 @@ def gradient_error(status: int, body: Any, headers: Mapping[str, str]) -> LLMErr
 class _BaseGradientLLM(HTTPLLM):
     """What both Gradient LLMs share: configuration, the completion call and its errors."""
 
-    _routing_from_fields: ClassVar[bool] = True
-
     access_token: SecretStr | None = Field(default=None, description="The Gradient access token to use.")
     host: str | None = Field(default=None, description="The url of the Gradient service to access.")
     workspace_id: str | None = Field(default=None, description="The Gradient workspace id to use.")

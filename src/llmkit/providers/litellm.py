@@ -113,7 +113,7 @@ class LiteLLM(LLM):
         'openai/gpt-4o-mini'
     """
 
-    _routing_from_fields: ClassVar[bool] = True
+    _derived_from_fields: ClassVar[bool] = True
 
     model: str = Field(description="The LiteLLM model to use.")
     temperature: float = Field(default=DEFAULT_TEMPERATURE, description="The temperature to use during generation.")

@@ -27,7 +27,7 @@ import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, PrivateAttr
 
@@ -350,8 +350,6 @@ class LlamaCpp(LLM):
         logprobs: return token logprobs on every response (the model then keeps the logits of every position).
         model_kwargs: more ``llama_cpp.Llama`` arguments.
     """
-
-    _routing_from_fields: ClassVar[bool] = True
 
     model_path: str | None = Field(default=None, description="Path to the GGUF model file.")
     temperature: float = Field(default=0.1, ge=0.0, description="Sampling temperature.")

@@ -89,7 +89,7 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
         >>> llm.close()
     """
 
-    _routing_from_fields: ClassVar[bool] = True
+    _derived_from_fields: ClassVar[bool] = True
 
     model: str = Field(description="The model to use.")
     api_base: str = Field(

@@ -202,7 +202,7 @@ class AiXplainLLM(HTTPLLM):
         '6646261c6eb563165658bbb1'
     """
 
-    _routing_from_fields: ClassVar[bool] = True
+    _derived_from_fields: ClassVar[bool] = True
 
     id: str = Field(description="ID of the Model.")
     name: str = Field(description="Name of the Model.")
