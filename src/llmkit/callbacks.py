@@ -116,7 +116,6 @@ class LLMEvent:
     parameters: dict[str, Any] = field(default_factory=dict)
     parent: LLMEvent | Operation | None = None
     handlers: tuple[CallbackHandler, ...] = ()
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
     started_ns: int = field(default_factory=time.time_ns)
     ended_at: float | None = None
@@ -127,6 +126,15 @@ class LLMEvent:
     retries: list[RetryEvent] = field(default_factory=list)
     scratch: dict[Any, Any] = field(default_factory=dict)
     _cost: Cost | None = field(default=None, init=False, repr=False)
+    _event_id: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def event_id(self) -> str:
+        """A unique id (hex), made when first asked for: most calls never need one, and making it costs microseconds
+        on every call."""
+        if self._event_id is None:
+            self._event_id = uuid.uuid4().hex
+        return self._event_id
 
     @property
     def elapsed(self) -> float:
@@ -155,11 +163,18 @@ class Operation:
     attributes: dict[str, Any]
     parent: LLMEvent | Operation | None
     handlers: tuple[CallbackHandler, ...]
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
     ended_at: float | None = None
     error: BaseException | None = None
     scratch: dict[Any, Any] = field(default_factory=dict)
+    _event_id: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def event_id(self) -> str:
+        """A unique id (hex), made when first asked for."""
+        if self._event_id is None:
+            self._event_id = uuid.uuid4().hex
+        return self._event_id
 
     @property
     def elapsed(self) -> float:
