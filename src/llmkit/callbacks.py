@@ -32,6 +32,17 @@ _current: contextvars.ContextVar[LLMEvent | Operation | None] = contextvars.Cont
 _global_handlers: list[CallbackHandler] = []
 #: Functions that add headers to an outgoing request (W3C ``traceparent``), given the current call.
 _header_hooks: list[Callable[[LLMEvent | Operation | None, dict[str, str]], None]] = []
+#: :func:`llmkit.usage.cost.cost_of`, once an event was priced (the module is imported on first use).
+_cost_of: Callable[[Usage | None], Cost] | None = None
+
+
+def _pricer() -> Callable[[Usage | None], Cost]:
+    """Import the pricing function once, not per call (a function-level import costs on every tracked call)."""
+    global _cost_of
+    from llmkit.usage.cost import cost_of
+
+    _cost_of = cost_of
+    return cost_of
 
 
 def current() -> LLMEvent | Operation | None:
@@ -146,9 +157,7 @@ class LLMEvent:
         """What the call cost (see :mod:`llmkit.usage.cost`): unknown until it ended with a usage. Priced once, however
         many handlers ask."""
         if self._cost is None or self.ended_at is None:
-            from llmkit.usage.cost import cost_of
-
-            self._cost = cost_of(self.usage)
+            self._cost = (_cost_of or _pricer())(self.usage)
         return self._cost
 
 

@@ -42,6 +42,7 @@ PARAMETER_ATTRIBUTES = {
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 _CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_RESPONSES = (ChatResponse, CompletionResponse)
 #: Series whose constant attributes are kept (beyond it they are built per call).
 _CACHED_SERIES = 1024
 
@@ -252,7 +253,7 @@ class OpenTelemetryHandler(CallbackHandler):
             if isinstance(response_id, str):
                 attributes["gen_ai.response.id"] = response_id
         finish = event.finish_reason
-        if finish is None and isinstance(response, ChatResponse | CompletionResponse):
+        if finish is None and isinstance(response, _RESPONSES):
             finish = response.additional_kwargs.get("finish_reason")
         if isinstance(finish, str) and finish:
             attributes["gen_ai.response.finish_reasons"] = [finish]
@@ -271,7 +272,7 @@ class OpenTelemetryHandler(CallbackHandler):
             if cost.amount is not None:
                 attributes["llmkit.cost" if cost.currency == "USD" else "llmkit.cost.credits"] = float(cost.amount)
         if self.capture_content and response is not None:
-            text = response.text if isinstance(response, ChatResponse | CompletionResponse) else str(response)
+            text = response.text if isinstance(response, _RESPONSES) else str(response)
             attributes["gen_ai.output.messages"] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish or ""}]
             )
