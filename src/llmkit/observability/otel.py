@@ -42,6 +42,9 @@ PARAMETER_ATTRIBUTES = {
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 _CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+_RESPONSES = (ChatResponse, CompletionResponse)
+#: Series whose constant attributes are kept (beyond it they are built per call).
+_CACHED_SERIES = 1024
 
 
 def _attribute(value: Any) -> Any:
@@ -51,6 +54,43 @@ def _attribute(value: Any) -> Any:
     if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
         return list(value)
     return str(value)
+
+
+class _Metric:
+    """The attribute sets of one series' points: the duration's and the two token types'."""
+
+    __slots__ = ("duration", "input", "output")
+
+    def __init__(self, base: dict[str, Any], response_model: str | None) -> None:
+        self.duration = dict(base)
+        if response_model is not None:
+            self.duration["gen_ai.response.model"] = response_model
+        self.input = {**self.duration, "gen_ai.token.type": "input"}
+        self.output = {**self.duration, "gen_ai.token.type": "output"}
+
+
+class _Constants:
+    """What every call of one (kind, provider, model) shares: the span name, its first attributes, and the metric
+    attribute sets by response model. Built once: a call then copies nothing it does not change (the SDK copies
+    the attributes it is given, so these dicts are never mutated)."""
+
+    __slots__ = ("base", "metrics", "name")
+
+    def __init__(self, kind: str, provider: str, model: str | None) -> None:
+        operation = OPERATION_NAMES.get(kind, kind)
+        self.name = f"{operation} {model}" if model else operation
+        self.base: dict[str, Any] = {"gen_ai.operation.name": operation, "gen_ai.provider.name": provider}
+        if model:
+            self.base["gen_ai.request.model"] = model
+        self.metrics: dict[str | None, _Metric] = {}
+
+    def metric(self, response_model: str | None) -> _Metric:
+        found = self.metrics.get(response_model)
+        if found is None:
+            found = _Metric(self.base, response_model)
+            if len(self.metrics) < _CACHED_SERIES:
+                self.metrics[response_model] = found
+        return found
 
 
 def _messages(payload: Any) -> str:
@@ -94,6 +134,7 @@ class OpenTelemetryHandler(CallbackHandler):
         if capture_content is None:
             capture_content = os.environ.get(_CAPTURE_ENV, "").lower() in ("1", "true", "yes")
         self.capture_content = capture_content
+        self._by_call: dict[tuple[str, str, str | None], _Constants] = {}
 
     # -- spans -------------------------------------------------------------------------------------------------------
 
@@ -129,26 +170,33 @@ class OpenTelemetryHandler(CallbackHandler):
             _fail(span, op.error)
         span.end()
 
+    def _constants(self, event: LLMEvent) -> _Constants:
+        key = (event.kind, event.provider, event.model)
+        found = self._by_call.get(key)
+        if found is None:
+            found = _Constants(*key)
+            if len(self._by_call) < _CACHED_SERIES:  # a bound on memory however many model names appear
+                self._by_call[key] = found
+        return found
+
     def on_llm_start(self, event: LLMEvent) -> None:
-        operation = OPERATION_NAMES.get(event.kind, event.kind)
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": event.provider,
-        }
-        if event.model:
-            attributes["gen_ai.request.model"] = event.model
-        for name, value in event.parameters.items():
-            key = PARAMETER_ATTRIBUTES.get(name)
-            if key is not None:
-                attributes[key] = [value] if name == "stop" and isinstance(value, str) else _attribute(value)
-        if self.capture_content:
-            attributes["gen_ai.input.messages"] = _messages(event.payload)
-        name = f"{operation} {event.model}" if event.model else operation
+        constants = self._constants(event)
+        attributes = constants.base
+        if event.parameters or self.capture_content:
+            attributes = dict(attributes)
+            for name, value in event.parameters.items():
+                key = PARAMETER_ATTRIBUTES.get(name)
+                if key is not None:
+                    attributes[key] = [value] if name == "stop" and isinstance(value, str) else _attribute(value)
+            if self.capture_content:
+                attributes["gen_ai.input.messages"] = _messages(event.payload)
+        parent = event.parent
         event.scratch[self] = self.tracer.start_span(
-            name,
-            context=self._context(event.parent),
+            constants.name,
+            # None: the active OpenTelemetry context (a user's span), read by the SDK itself.
+            context=None if parent is None else self._context(parent),
             kind=SpanKind.CLIENT,
-            attributes=attributes,
+            attributes=attributes,  # the SDK copies them: the shared dict stays as it is
             start_time=event.started_ns,
         )
 
@@ -170,55 +218,65 @@ class OpenTelemetryHandler(CallbackHandler):
         span = event.scratch.pop(self, None)
         if span is None:
             return
-        if not span.is_recording() and not self.metrics:  # sampled out: nothing to record
+        recording = span.is_recording()
+        if not recording and not self.metrics:  # sampled out: nothing to record
             span.end()
             return
         response, usage = event.response, event.usage
-        attributes: dict[str, Any] = {}
         response_model = usage.model if usage is not None else None
         raw = getattr(response, "raw", None)
-        if isinstance(raw, dict):
-            response_model = response_model or raw.get("model")
-            if isinstance(raw.get("id"), str):
-                attributes["gen_ai.response.id"] = raw["id"]
-        if isinstance(response_model, str) and response_model:
+        if isinstance(raw, dict) and not response_model:
+            response_model = raw.get("model")
+        if not isinstance(response_model, str) or not response_model:
+            response_model = None
+        if recording:
+            self._end_attributes(span, event, raw, response_model)
+        span.end()
+        if not self.metrics:
+            return
+        metric = self._constants(event).metric(response_model)
+        self.duration.record(event.elapsed, metric.duration)
+        if usage is not None:
+            if usage.prompt_tokens is not None:
+                self.token_usage.record(usage.prompt_tokens, metric.input)
+            if usage.completion_tokens is not None:
+                self.token_usage.record(usage.completion_tokens, metric.output)
+
+    def _end_attributes(self, span: trace.Span, event: LLMEvent, raw: Any, response_model: str | None) -> None:
+        """What the answer says, set on the span in one call (the SDK takes a lock per call)."""
+        response, usage = event.response, event.usage
+        attributes: dict[str, Any] = {}
+        if response_model is not None:
             attributes["gen_ai.response.model"] = response_model
-        finish = event.finish_reason or (
-            response.additional_kwargs.get("finish_reason")
-            if isinstance(response, ChatResponse | CompletionResponse)
-            else None
-        )
+        if isinstance(raw, dict):
+            response_id = raw.get("id")
+            if isinstance(response_id, str):
+                attributes["gen_ai.response.id"] = response_id
+        finish = event.finish_reason
+        if finish is None and isinstance(response, _RESPONSES):
+            finish = response.additional_kwargs.get("finish_reason")
         if isinstance(finish, str) and finish:
             attributes["gen_ai.response.finish_reasons"] = [finish]
         if usage is not None:
-            for key, value in (
-                ("gen_ai.usage.input_tokens", usage.prompt_tokens),
-                ("gen_ai.usage.output_tokens", usage.completion_tokens),
-                ("gen_ai.usage.cache_read.input_tokens", usage.cache_read_tokens),
-                ("gen_ai.usage.cache_creation.input_tokens", usage.cache_write_tokens),
-                ("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens),
-            ):
-                if value is not None:
-                    attributes[key] = value
+            if usage.prompt_tokens is not None:
+                attributes["gen_ai.usage.input_tokens"] = usage.prompt_tokens
+            if usage.completion_tokens is not None:
+                attributes["gen_ai.usage.output_tokens"] = usage.completion_tokens
+            if usage.cache_read_tokens is not None:
+                attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
+            if usage.cache_write_tokens is not None:
+                attributes["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+            if usage.reasoning_tokens is not None:
+                attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
             cost = event.cost
             if cost.amount is not None:
                 attributes["llmkit.cost" if cost.currency == "USD" else "llmkit.cost.credits"] = float(cost.amount)
         if self.capture_content and response is not None:
-            text = response.text if isinstance(response, ChatResponse | CompletionResponse) else str(response)
+            text = response.text if isinstance(response, _RESPONSES) else str(response)
             attributes["gen_ai.output.messages"] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish or ""}]
             )
         span.set_attributes(attributes)
-        span.end()
-        if not self.metrics:
-            return
-        metric = self._metric_attributes(event, response_model)
-        self.duration.record(event.elapsed, metric)
-        if usage is not None:
-            if usage.prompt_tokens is not None:
-                self.token_usage.record(usage.prompt_tokens, {**metric, "gen_ai.token.type": "input"})
-            if usage.completion_tokens is not None:
-                self.token_usage.record(usage.completion_tokens, {**metric, "gen_ai.token.type": "output"})
 
     def on_llm_error(self, event: LLMEvent) -> None:
         span = event.scratch.pop(self, None)
@@ -228,20 +286,9 @@ class OpenTelemetryHandler(CallbackHandler):
         span.end()
         if not self.metrics:
             return
-        metric = self._metric_attributes(event, None)
+        metric = dict(self._constants(event).base)
         metric["error.type"] = type(event.error).__qualname__
         self.duration.record(event.elapsed, metric)
-
-    def _metric_attributes(self, event: LLMEvent, response_model: Any) -> dict[str, Any]:
-        metric: dict[str, Any] = {
-            "gen_ai.operation.name": OPERATION_NAMES.get(event.kind, event.kind),
-            "gen_ai.provider.name": event.provider,
-        }
-        if event.model:
-            metric["gen_ai.request.model"] = event.model
-        if isinstance(response_model, str) and response_model:
-            metric["gen_ai.response.model"] = response_model
-        return metric
 
     # -- propagation ---------------------------------------------------------------------------------------------------
 

@@ -5,8 +5,17 @@
 answers: a price, zero for a local model, credits for a credit-billed service, or *unknown* with the reason — never
 a made-up 0.
 
-Prices come from, in order: overrides (:func:`set_price`, :func:`load_prices`), then ``genai-prices`` (prices dated
-by the request time, cache read and write rates, tiers). Input counts include cached tokens, as OpenAI reports them.
+Prices come from, in order: overrides (:func:`set_price`, :func:`load_prices`; model ``"*"`` prices every model of a
+provider), then ``genai-prices`` (prices dated by the request time, cache read and write rates, tiers). Input counts
+include cached tokens, as OpenAI reports them.
+
+A generic OpenAI-compatible server is named by its URL (:func:`server_provider`): a hosted service by its host
+(``api.groq.com``, ``api.together.xyz``...), which ``genai-prices`` recognises by its providers' URL patterns, so
+its calls are priced at that service's rates; a server on this machine or a private network (loopback, private and
+link-local addresses, ``localhost``, single-label, ``.local`` and ``.internal`` names) is ``openai_compatible``, and
+nothing prices it: its calls stay *unknown* — never a guessed $0 — until told, e.g.
+``set_price("*", provider="openai_compatible", input=0, output=0)`` for a free box (or the ``llama.cpp``/``ollama``
+server profiles, which are local and cost zero).
 
 Example:
     >>> from llmkit.types import Usage
@@ -17,10 +26,14 @@ Example:
     '$0 (local model)'
     >>> cost_of(Usage(prompt_tokens=10, completion_tokens=5, provider="gradient", model="x")).known
     False
+    >>> server_provider("https://api.groq.com/openai/v1"), server_provider("http://127.0.0.1:8080/v1")
+    ('api.groq.com', 'openai_compatible')
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import json
 import threading
 import time
@@ -30,7 +43,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from llmkit.errors import ConfigurationError
 from llmkit.types import Usage
@@ -65,6 +79,37 @@ PROVIDER_IDS = {
 
 #: Providers whose calls may go anywhere (LiteLLM without a prefix): the table finds the provider from the model.
 GUESSED_PROVIDERS = frozenset({"litellm"})
+#: A generic OpenAI-compatible server on this machine or a private network: priced only when told.
+GENERIC_PROVIDER = "openai_compatible"
+#: Suffixes of names that only resolve on a private network.
+_PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".localdomain", ".home.arpa")
+
+
+@functools.lru_cache(maxsize=256)
+def server_provider(api_base: str) -> str:
+    """Who a generic OpenAI-compatible server at ``api_base`` is, for pricing and traces: a hosted service's host
+    (``api.groq.com``; :func:`price` finds its rates through ``genai-prices``' provider URL patterns), or
+    ``openai_compatible`` for a server on this machine or a private network, which is never priced unless told
+    (:func:`set_price`). Cached per URL, and it imports nothing: the price table is read only when a call is priced.
+
+    Example:
+        >>> server_provider("https://api.together.xyz/v1"), server_provider("http://localhost:8000/v1")
+        ('api.together.xyz', 'openai_compatible')
+    """
+    try:
+        host = urlsplit(api_base if "//" in api_base else f"//{api_base}").hostname
+    except ValueError:
+        return GENERIC_PROVIDER
+    if not host or "." not in host or host == "localhost" or host.endswith(_PRIVATE_SUFFIXES):
+        return GENERIC_PROVIDER
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a public name
+    if address.is_global:
+        return host
+    return GENERIC_PROVIDER  # loopback, private, link-local, reserved: the user's own server
+
 
 _MILLION = Decimal(1_000_000)
 
@@ -142,9 +187,12 @@ def set_price(
     provider: str | None = None,
 ) -> None:
     """Price ``model`` (of ``provider``, or of any provider) at these USD per million tokens, before the table.
+    Model ``"*"`` with a provider prices every model of that provider (a model's own price comes first).
 
     Example:
         >>> set_price("house-model", input=0.5, output=1.5, provider="vllm")
+        >>> set_price("*", input=0, output=0, provider="openai_compatible")  # my own servers cost nothing
+        >>> clear_prices()
     """
     rates = Rates(
         _decimal(input, "input"),
@@ -192,7 +240,7 @@ def clear_prices() -> None:
 
 
 def _override(provider: str | None, model: str) -> Rates | None:
-    return _overrides.get((provider, model)) or _overrides.get((None, model))
+    return _overrides.get((provider, model)) or _overrides.get((None, model)) or _overrides.get((provider, "*"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -268,6 +316,23 @@ def _table_price(usage: Usage, provider_id: str | None, model: str, when: dateti
     return Cost(spent_in + spent_out, "USD", spent_in, spent_out, table_provider.id, info.id)
 
 
+_hosts: dict[str, str | None] = {}
+
+
+def _hosted_provider_id(host: str) -> str | None:
+    """The ``genai-prices`` provider whose API URL pattern matches ``https://{host}``, or None (cached per host)."""
+    if host in _hosts:
+        return _hosts[host]
+    from genai_prices import data_snapshot
+
+    try:
+        found: str | None = data_snapshot.get_snapshot().find_provider(None, None, f"https://{host}").id
+    except LookupError:
+        found = None
+    _hosts[host] = found
+    return found
+
+
 def _current_prices(key: tuple[str | None, str], info: Any) -> Any:
     """The model's price now: dated prices change at most daily, so the choice is kept for a minute."""
     now = time.monotonic()
@@ -323,9 +388,20 @@ def price(usage: Usage, provider: str | None, model: str | None, *, when: dateti
         spent_in, spent_out = rates.cost(usage)
         return Cost(spent_in + spent_out, "USD", spent_in, spent_out, provider, model)
     provider_id = PROVIDER_IDS.get(provider or "")
-    if (provider_id is None and provider not in GUESSED_PROVIDERS) or not genai_prices_available():
+    if (provider_id is None and provider not in GUESSED_PROVIDERS and not _is_host(provider)) or (
+        not genai_prices_available()
+    ):
         return None
+    if provider_id is None and _is_host(provider):
+        provider_id = _hosted_provider_id(provider)
+        if provider_id is None:
+            return None
     return _table_price(usage, provider_id, model, when)
+
+
+def _is_host(provider: str | None) -> TypeGuard[str]:
+    """Whether ``provider`` is a hosted server's host (:func:`server_provider`), not a provider's name."""
+    return provider is not None and "." in provider and provider not in LOCAL_PROVIDERS
 
 
 def cost_of(usage: Usage | None) -> Cost:
@@ -341,10 +417,20 @@ def cost_of(usage: Usage | None) -> Cost:
             reason = "the service reported no token counts"
         elif model is None:
             reason = "the model is not known"
-        elif provider not in PROVIDER_IDS and provider not in GUESSED_PROVIDERS:
+        elif provider == GENERIC_PROVIDER:
+            reason = (
+                f"no price for provider {provider!r} (a server on a local or private address): set one with "
+                f"llmkit.usage.set_price(model, provider={provider!r}, ...), model '*' for all of its models"
+            )
+        elif provider not in PROVIDER_IDS and provider not in GUESSED_PROVIDERS and not _is_host(provider):
             reason = f"no price for provider {provider!r}: set one with llmkit.usage.set_price"
         elif not genai_prices_available():
             reason = "prices need the 'genai-prices' package: pip install 'llmkit[cost]'"
+        elif _is_host(provider) and _hosted_provider_id(provider) is None:
+            reason = (
+                f"no price for server {provider!r} (no known service has that API URL): set one with "
+                f"llmkit.usage.set_price(model, provider={provider!r}, ...)"
+            )
         else:
             reason = f"no price for {provider}/{model}: set one with llmkit.usage.set_price"
     else:
@@ -353,6 +439,7 @@ def cost_of(usage: Usage | None) -> Cost:
 
 
 __all__ = [
+    "GENERIC_PROVIDER",
     "LOCAL_PROVIDERS",
     "Cost",
     "clear_prices",
@@ -361,5 +448,6 @@ __all__ = [
     "genai_prices_available",
     "load_prices",
     "price",
+    "server_provider",
     "set_price",
 ]
