@@ -288,8 +288,6 @@ class _Forward(httpx.BaseTransport):
 def test_a_call_to_a_hosted_server_costs_its_rates(server: UsageServer) -> None:
     model, rate_in, rate_out, _ = HOSTED["https://api.groq.com/openai/v1"]
     llm = OpenAILike(model=model, api_base="https://api.groq.com/openai/v1")
-    if llm._provider_name() == "openai_compatible":
-        pytest.skip("OpenAILike names a generic server by llmkit.usage.server_provider(api_base) (providers/openai.py)")
     llm.with_http_clients(transport=_Forward(server.url))
     usage = DEFAULT_USAGE
     cost = llm.chat(MESSAGES).cost

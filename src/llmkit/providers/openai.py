@@ -37,6 +37,7 @@ from llmkit.types import (
     LLMMetadata,
     _MediaBlock,
 )
+from llmkit.usage.cost import server_provider
 from llmkit.wire.openai import (
     ChatStreamParser,
     CompletionStreamParser,
@@ -125,9 +126,10 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
         return "OpenAILike"
 
     def _provider_name(self) -> str:
-        """The server kind the profile names (``openai_compatible`` for a generic server: unpriced unless told)."""
+        """The server kind the profile names; for a generic server, the hosted service its URL names (priced from its
+        rates) or ``openai_compatible`` for one on this machine or a private network (unpriced unless told)."""
         name = self.profile.name
-        return "openai_compatible" if name == "generic" else name
+        return server_provider(self.api_base) if name == "generic" else name
 
     @property
     def profile(self) -> ServerProfile:
