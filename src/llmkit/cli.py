@@ -416,6 +416,7 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "log_config": log_config,
         "access_log": False,  # the gateway writes its own access log, one JSON line per request, without secrets
+        "proxy_headers": False,  # nothing reads the client's address: no X-Forwarded-For rewrite per request
         "timeout_graceful_shutdown": 30,  # SIGTERM: stop accepting, let in-flight streams finish
     }
     if args.workers == 1:
