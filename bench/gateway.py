@@ -1,6 +1,7 @@
 """The gateway side by side with LiteLLM's proxy: one worker each, the same canned upstream, aiohttp as the client.
 
-Measured in one run: the upstream directly (the floor), ``llmkit serve`` and ``litellm --config`` (from
+Measured in one run: the upstream directly (the floor), ``llmkit serve`` (uvicorn), the same app under granian
+(``granian --interface asgi``, one worker) when granian is importable, and ``litellm --config`` (from
 ``.bench-venv``, never an llmkit dependency; master key, no database). For each: latency p50/p99 at 1 in flight (the
 added latency is the difference with the floor), and throughput at 1, 16 and 64 in flight. Then the gateway's RSS
 over ``--rss-requests`` requests.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MASTER = "sk-bench-master"
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
 CONCURRENCY = (1, 16, 64)
+GRANIAN = "llmkit serve (granian)"
 
 
 def _free_port() -> int:
@@ -72,15 +76,23 @@ def _server(command: list[str], base: str, env: dict[str, str] | None = None) ->
 
 
 @contextmanager
-def llmkit_gateway(upstream: str, folder: Path) -> Iterator[tuple[str, int]]:
+def llmkit_gateway(upstream: str, folder: Path, server: str = "uvicorn") -> Iterator[tuple[str, int]]:
+    """``llmkit serve`` (``server``: uvicorn, or the same app under granian's own command line)."""
     config = {"models": {"bench": {"model": "openai-like/bench", "api_base": upstream}}, "master_key": MASTER,
-              "database_url": f"sqlite:///{folder}/gateway.sqlite"}  # fmt: skip
-    path = folder / "gateway.json"
+              "database_url": f"sqlite:///{folder}/gateway-{server}.sqlite"}  # fmt: skip
+    path = folder / f"gateway-{server}.json"
     path.write_text(json.dumps(config))
     port = _free_port()
-    command = [sys.executable, "-m", "llmkit.cli", "serve", "--config", str(path), "--port", str(port)]
-    command += ["--log-level", "warning"]
-    with _server(command, f"http://127.0.0.1:{port}") as process:
+    env = None
+    if server == "granian":
+        command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--port", str(port),
+                   "--workers", "1", "--loop", "uvloop", "--log-level", "warning"]  # fmt: skip
+        command.append("llmkit.gateway.app:app_from_env")
+        env = {**os.environ, "LLMKIT_GATEWAY_CONFIG": str(path)}
+    else:
+        command = [sys.executable, "-m", "llmkit.cli", "serve", "--config", str(path), "--port", str(port)]
+        command += ["--log-level", "warning"]
+    with _server(command, f"http://127.0.0.1:{port}", env) as process:
         yield f"http://127.0.0.1:{port}", process.pid
 
 
@@ -139,29 +151,32 @@ def _rss_mb(pid: int) -> float:
 def measure(seconds: float = 5.0, rss_requests: int = 20_000) -> dict[str, dict[str, float]]:
     """Per target: p50/p99 at 1 in flight (ms) and req/s at each concurrency; the gateway's RSS before/after."""
     results: dict[str, dict[str, float]] = {}
-    with running() as upstream, tempfile.TemporaryDirectory() as tmp:
+    with running() as upstream, tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
-        with llmkit_gateway(upstream, folder) as (gateway, pid), litellm_proxy(upstream, folder) as proxy:
-            targets = {"direct upstream": upstream, "llmkit serve": gateway + "/v1"}
-            if proxy is not None:
-                targets["LiteLLM proxy"] = proxy + "/v1"
+        gateway, pid = stack.enter_context(llmkit_gateway(upstream, folder))
+        proxy = stack.enter_context(litellm_proxy(upstream, folder))
+        targets = {"direct upstream": upstream, "llmkit serve": gateway + "/v1"}
+        if importlib.util.find_spec("granian") is not None:
+            targets[GRANIAN] = stack.enter_context(llmkit_gateway(upstream, folder, "granian"))[0] + "/v1"
+        if proxy is not None:
+            targets["LiteLLM proxy"] = proxy + "/v1"
+        for base in targets.values():
+            asyncio.run(_load(base + "/chat/completions", 4, 1.0))  # warm up
+        for in_flight in CONCURRENCY:  # the targets interleaved, so that the machine's noise hits them alike
             for name, base in targets.items():
-                asyncio.run(_load(base + "/chat/completions", 4, 1.0))  # warm up
-                row: dict[str, float] = {}
-                for in_flight in CONCURRENCY:
-                    rate, latencies = asyncio.run(_load(base + "/chat/completions", in_flight, seconds))
-                    row[f"req/s @{in_flight}"] = rate
-                    if in_flight == 1:
-                        ordered = sorted(latencies)
-                        row["p50 ms"] = statistics.median(ordered) * 1000
-                        row["p99 ms"] = ordered[int(len(ordered) * 0.99)] * 1000
-                results[name] = row
-            before = _rss_mb(pid)
-            done = 0
-            while done < rss_requests:
-                rate, latencies = asyncio.run(_load(gateway + "/v1/chat/completions", 64, 5.0))
-                done += len(latencies)
-            results["llmkit serve RSS"] = {"before MB": before, "after MB": _rss_mb(pid), "requests": done}
+                row = results.setdefault(name, {})
+                rate, latencies = asyncio.run(_load(base + "/chat/completions", in_flight, seconds))
+                row[f"req/s @{in_flight}"] = rate
+                if in_flight == 1:
+                    ordered = sorted(latencies)
+                    row["p50 ms"] = statistics.median(ordered) * 1000
+                    row["p99 ms"] = ordered[int(len(ordered) * 0.99)] * 1000
+        before = _rss_mb(pid)
+        done = 0
+        while done < rss_requests:
+            rate, latencies = asyncio.run(_load(gateway + "/v1/chat/completions", 64, 5.0))
+            done += len(latencies)
+        results["llmkit serve RSS"] = {"before MB": before, "after MB": _rss_mb(pid), "requests": done}
     return results
 
 
@@ -169,7 +184,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
     floor = results["direct upstream"]
     lines = ["| target | p50 ms @1 | p99 ms @1 | " + " | ".join(f"req/s @{c}" for c in CONCURRENCY) + " |"]
     lines.append("|---|---|---|" + "---|" * len(CONCURRENCY))
-    for name in ("direct upstream", "llmkit serve", "LiteLLM proxy"):
+    for name in ("direct upstream", "llmkit serve", GRANIAN, "LiteLLM proxy"):
         row = results.get(name)
         if row is None:
             continue
@@ -181,6 +196,14 @@ def table(results: dict[str, dict[str, float]]) -> str:
     lines += ["", f"Added p50 at 1 in flight: {added:.2f} ms (target <= 1 ms: {'pass' if added <= 1 else 'FAIL'}). "
               f"Throughput at 64 in flight: {share:.2f}x the direct upstream (target >= 0.3x: "
               f"{'pass' if share >= 0.3 else 'FAIL'})."]  # fmt: skip
+    granian = results.get(GRANIAN)
+    if granian is not None:
+        added_g = granian["p50 ms"] - floor["p50 ms"]
+        lines.append(f"Under granian: added p50 {added_g:.2f} ms; at 64 in flight "
+                     f"{granian['req/s @64'] / floor['req/s @64']:.2f}x the direct upstream, "
+                     f"{granian['req/s @64'] / ours['req/s @64']:.2f}x uvicorn.")  # fmt: skip
+    else:
+        lines.append("granian was not measured: it is not installed (pip install granian).")
     theirs = results.get("LiteLLM proxy")
     if theirs is not None:
         ratio = ours["req/s @64"] / theirs["req/s @64"]

@@ -15,8 +15,9 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from bench import batch, cache, gateway, http, local_model, observability, router
+from bench import batch, cache, gateway, gateway_profile, http, local_model, observability, router
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPORTS = {
@@ -76,6 +77,7 @@ def render(
     observed: dict[str, float] | None = None,
     gatewayed: dict[str, dict[str, float]] | None = None,
     batched: tuple[dict[str, float], dict[str, float]] | None = None,
+    profiled: list[dict[str, Any]] | None = None,
 ) -> str:
     floor_ms = imports["httpx + pydantic"][0]
     lines = [
@@ -119,6 +121,17 @@ def render(
         *(
             ["## The gateway: `llmkit serve` beside LiteLLM's proxy", "", gateway.table(gatewayed), ""]
             if gatewayed
+            else []
+        ),
+        *(
+            [
+                "Where a gateway request's CPU goes (`bench/gateway_profile.py`: the server process's CPU per",
+                "request at 64 in flight, for ASGI apps one layer closer to the gateway each):",
+                "",
+                gateway_profile.table(profiled),
+                "",
+            ]
+            if profiled
             else []
         ),
         *(
@@ -174,10 +187,11 @@ def main() -> int:
     batched = (batch.throughput(3000, 64), batch.memory(200_000))
     print("gateway ...", flush=True)
     gatewayed = gateway.measure(seconds=3.0, rss_requests=20_000)
+    profiled = gateway_profile.measure(3.0, gateway_profile.servers_available())
     print("embedded model ...", flush=True)
     local = local_model.measure()
     valid = local_model.validity(args.prompts)
-    text = render(imports, results, local, valid, args.command, routed, cached, observed, gatewayed, batched)
+    text = render(imports, results, local, valid, args.command, routed, cached, observed, gatewayed, batched, profiled)
     print(text)
     if not args.no_write:
         (ROOT / "docs" / "performance.md").write_text(text)

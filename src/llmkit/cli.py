@@ -398,7 +398,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from uvicorn.config import LOGGING_CONFIG
 
-    from llmkit.gateway.app import CONFIG_ENV, create_app
+    from llmkit.gateway.app import CONFIG_ENV, create_app, tune_gc
     from llmkit.gateway.config import load_gateway_config
 
     # uvicorn's logging plus the gateway's access log (one JSON line per request), applied in every worker process.
@@ -416,10 +416,12 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "log_config": log_config,
         "access_log": False,  # the gateway writes its own access log, one JSON line per request, without secrets
+        "proxy_headers": False,  # nothing reads the client's address: no X-Forwarded-For rewrite per request
         "timeout_graceful_shutdown": 30,  # SIGTERM: stop accepting, let in-flight streams finish
     }
     if args.workers == 1:
         app = create_app(args.config)  # a bad config is an error before the port is taken
+        tune_gc()
         uvicorn.run(app, **options)
         return 0
     load_gateway_config(args.config)  # check the file once, in this process, before starting workers
