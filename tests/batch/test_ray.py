@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ from typing import Any
 import pytest
 
 import llmkit.batch
+from llmkit.batch.limits import rpm_window
 from llmkit.providers.openai import OpenAILike
-from tests.batch.test_runner import _cli, _env, write_input
+from tests.batch.test_runner import _cli, _env, attempts, llm_for, write_input
 from tests.conftest import free_port
 from tests.servers.fault import FaultServer
 
@@ -154,3 +157,28 @@ def test_cli_on_a_two_node_ray_cluster_writes_the_same_records_as_local_mode(
     assert by_id(tmp_path / "ray.jsonl") == by_id(tmp_path / "local.jsonl")
     assert by_id(tmp_path / "ray.jsonl")["line-401"]["error"]["type"] == "InputError"
 
+
+@pytest.mark.slow
+def test_one_rpm_holds_across_the_workers_of_a_two_node_cluster(
+    ray_address: str, fault_server: FaultServer, tmp_path: Path
+) -> None:
+    rpm, count = 600, 60
+    per_window, window = rpm_window(rpm)
+    test_id = uuid.uuid4().hex
+    source = write_input(tmp_path / "in.jsonl", count)
+    result = llmkit.batch.run(
+        source, tmp_path / "out.jsonl", llm_for(fault_server, "echo", test_id), concurrency=16, rpm=rpm, ray=ray_address
+    )
+    assert result.succeeded == count
+    times = sorted(attempts(fault_server, test_id))
+    assert len(times) == count
+    # One job's fixed windows of per_window requests (limits per worker would let twice as many through): a span of
+    # L seconds holds at most per_window * (ceil(L / window) + 1). The slack in the 1 s spans is the hop from the
+    # gate actor's decision to the request reaching the server, longer and less even than in one process.
+    spread = str([round(t - times[0], 3) for t in times])
+    for i, start in enumerate(times):
+        inside = sum(1 for t in times[i:] if t - start <= 1.0)
+        assert inside <= 2 * per_window + per_window // 2, spread
+    elapsed = times[-1] - times[0]
+    assert count <= per_window * (math.ceil(elapsed / window) + 1), spread
+    assert elapsed >= (math.ceil(count / per_window) - 2) * window - 0.1, spread  # the windows between first and last

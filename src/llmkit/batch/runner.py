@@ -231,6 +231,14 @@ class Engine:
         self._cost_total = Decimal(0)
         self._cost_calls = 0
 
+    async def warm_up(self) -> None:
+        """Build the LLM's connection pool for this event loop (importing its HTTP stack) before the first request
+        takes a slot of the job's limits: a cold worker would otherwise send its first requests a few hundred ms
+        after the gate let them go, bunched with the next window's."""
+        transport = getattr(self.llm, "transport", None)
+        if transport is not None and hasattr(type(transport), "abackend"):
+            transport.abackend  # noqa: B018 (a property that builds the pool)
+
     def _estimate(self) -> Decimal:
         return self._cost_total / self._cost_calls if self._cost_calls else Decimal(0)
 
@@ -470,6 +478,7 @@ async def arun(
 
 
 async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine, concurrency: int) -> None:
+    await engine.warm_up()
     queue: asyncio.Queue[BatchRequest | None] = asyncio.Queue(maxsize=concurrency * 2)
     stop = asyncio.Event()
 
