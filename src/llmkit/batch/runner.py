@@ -335,13 +335,25 @@ class Job:
             drop_failed(self.output)
         resume = scan(self.output)
         self.done = resume.done
+        self.seen: set[str] = set()  # the custom_ids of this run's input lines so far
         self.stats = Stats()
         self.writer = ResultWriter(self.output, fsync)
         self.stopped: str | None = None
 
     def admit(self, number: int, text: str | bytes) -> BatchRequest | None:
-        """The request of an input line to send, or None: already done (skipped), or bad (its error written)."""
+        """The request of an input line to send, or None: already done (skipped), or bad (its error written).
+
+        A line whose ``custom_id`` an earlier line has is bad: it is not sent (its answer would have no id of its
+        own), and its error record is ``line-<n>``'s."""
         item = parse_line(text, number)
+        if item.custom_id in self.seen:
+            item = BadLine(
+                f"line-{number}",
+                number,
+                f"line {number}: custom_id {item.custom_id!r} is an earlier line's; give every line its own "
+                "custom_id (this line was not sent)",
+            )
+        self.seen.add(item.custom_id)
         if item.custom_id in self.done:
             self.stats.skipped += 1
             return None
