@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.batch.input import BadLine, BatchRequest, count_lines, parse_line, read_lines
 from llmkit.batch.limits import Gate, Limits, LocalGate, RedisGate
-from llmkit.batch.output import FsyncPolicy, ResultWriter, drop_failed, encode, scan
+from llmkit.batch.output import FsyncPolicy, IdSet, ResultWriter, drop_failed, encode, scan
 from llmkit.errors import ConfigurationError, InputError, LLMError, UsageError
 
 if TYPE_CHECKING:
@@ -335,7 +335,8 @@ class Job:
             drop_failed(self.output)
         resume = scan(self.output)
         self.done = resume.done
-        self.seen: set[str] = set()  # the custom_ids of this run's input lines so far
+        self._resuming = len(self.done) > 0
+        self.seen = IdSet()  # the custom_ids of this run's input lines so far
         self.stats = Stats()
         self.writer = ResultWriter(self.output, fsync)
         self.stopped: str | None = None
@@ -346,15 +347,15 @@ class Job:
         A line whose ``custom_id`` an earlier line has is bad: it is not sent (its answer would have no id of its
         own), and its error record is ``line-<n>``'s."""
         item = parse_line(text, number)
-        if item.custom_id in self.seen:
+        if not self.seen.add_new(item.custom_id):
             item = BadLine(
                 f"line-{number}",
                 number,
                 f"line {number}: custom_id {item.custom_id!r} is an earlier line's; give every line its own "
                 "custom_id (this line was not sent)",
             )
-        self.seen.add(item.custom_id)
-        if item.custom_id in self.done:
+            self.seen.add(item.custom_id)
+        if self._resuming and item.custom_id in self.done:
             self.stats.skipped += 1
             return None
         if isinstance(item, BadLine):
