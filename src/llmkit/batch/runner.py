@@ -210,7 +210,7 @@ class Engine:
     """Answers requests as records, through ``gate``; one per process (or Ray worker)."""
 
     def __init__(self, llm: LLM, gate: Limits, options: EngineOptions | None = None) -> None:
-        from llmkit.transport.retry import RetryPolicy
+        from llmkit.transport.retry import RetryPolicy, is_retryable_error
 
         self.llm = llm
         self.gate = gate
@@ -220,6 +220,7 @@ class Engine:
             from llmkit.output import output_type
 
             self.output_cls = output_type(self.options.schema)
+        self._retryable = is_retryable_error
         self.policy = RetryPolicy(
             max_retries=self.options.max_retries,
             initial_delay=self.options.retry_initial_delay,
@@ -273,14 +274,22 @@ class Engine:
         if request.kind == "completion":
             assert request.prompt is not None
             prompt = request.prompt
-            completion = await self._gated(calls, lambda: llm.acomplete(prompt, **kwargs))
+            if self.gate.active:
+                completion = await self._gated(calls, lambda: llm.acomplete(prompt, **kwargs))
+            else:  # no gate: one coroutine level less on every resume of the call
+                completion = await llm.acomplete(prompt, **kwargs)
+                calls.add(completion)
             return {
                 "response": {"status_code": 200, "body": _completion_body(completion, self.model, request.custom_id)}
             }
         assert request.messages is not None
         messages = request.messages
         if self.output_cls is None:
-            response = await self._gated(calls, lambda: llm.achat(messages, **kwargs))
+            if self.gate.active:
+                response = await self._gated(calls, lambda: llm.achat(messages, **kwargs))
+            else:
+                response = await llm.achat(messages, **kwargs)
+                calls.add(response)
             return {"response": {"status_code": 200, "body": _chat_body(response, self.model, request.custom_id)}}
         from llmkit._steps import arun_steps
         from llmkit.structured import structured_steps
@@ -301,8 +310,6 @@ class Engine:
 
     async def process(self, request: BatchRequest) -> dict[str, Any] | None:
         """The record answering ``request``; None when the budget stopped it before it was sent."""
-        from llmkit.transport.retry import is_retryable_error
-
         attempts = 0
         while True:
             attempts += 1
@@ -312,7 +319,7 @@ class Engine:
             except _BudgetReached:  # not written: a rerun with a larger budget sends it
                 return None
             except LLMError as exc:
-                if attempts <= self.options.max_retries and is_retryable_error(exc):
+                if attempts <= self.options.max_retries and self._retryable(exc):
                     await asyncio.sleep(self.policy.delay(attempts, getattr(exc, "retry_after", None)))
                     continue
                 record = error_record(request.custom_id, request.line, exc)
@@ -492,25 +499,22 @@ async def arun(
 
 async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine, concurrency: int) -> None:
     await engine.warm_up()
-    queue: asyncio.Queue[BatchRequest | None] = asyncio.Queue(maxsize=concurrency * 2)
-    stop = asyncio.Event()
-
-    async def feed() -> None:
-        try:
-            for number, text in read_lines(input):
-                if stop.is_set():
-                    break
-                item = job.admit(number, text)
-                if item is not None:
-                    await queue.put(item)
-        finally:
-            for _ in range(concurrency):
-                await queue.put(None)
+    # Each worker takes the next line itself (no queue, no reader task): the input is read one line per request in
+    # flight, so memory stays flat, and a line costs no queue hand-off.
+    lines = read_lines(input)
+    stop = False
 
     async def work() -> None:
-        while (item := await queue.get()) is not None:
-            if stop.is_set():
-                job.stats.not_sent += 1
+        nonlocal stop
+        passed = 0
+        for number, text in lines:
+            if stop:
+                return
+            item = job.admit(number, text)
+            if item is None:
+                passed += 1
+                if passed % 1024 == 0:  # a long run of done or bad lines (a resume) lets the answers in
+                    await asyncio.sleep(0)
                 continue
             job.stats.in_flight += 1
             try:
@@ -520,11 +524,14 @@ async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine
             if record is None:
                 job.stopped = "budget reached: rerun with a larger budget to send the remaining lines"
                 job.stats.not_sent += 1
-                stop.set()
+                stop = True
                 continue
             job.write(record)
 
-    await asyncio.gather(feed(), *(work() for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(work() for _ in range(concurrency)))
+    finally:
+        lines.close()  # the input file, when a stop left lines unread
 
 
 def _display(progress: bool | None, stats: Stats) -> Display | None:
