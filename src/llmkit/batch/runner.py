@@ -2,7 +2,7 @@
 
 :class:`Engine` answers one request as one output record (the same code on one machine and on every Ray worker).
 :class:`Job` is the driver's side: it reads the input, skips what the output already holds, writes bad lines as
-error records, and owns the one writer. :func:`arun` wires them with a queue and ``concurrency`` workers;
+error records, and owns the one writer. :func:`arun` runs ``concurrency`` workers, each taking the next input line;
 :func:`run` is its synchronous form.
 
 Every call the engine makes (a structured answer may take several) passes the job's :class:`~.limits.Gate` first,
