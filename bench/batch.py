@@ -130,15 +130,18 @@ def memory(lines: int = 1_000_000, upstream: str = "canned", concurrency: int = 
     samples: dict[str, float] = {"start": process.memory_info().rss / 1e6}
     peak = [samples["start"]]
     done = threading.Event()
-    record_size = 300 if upstream == "canned" else 150  # bytes of one record, about
 
     def sample() -> None:
         marks = {0.1: "10%", 0.5: "50%"}
+        record_size = 0  # bytes of one record, from the first one written
         while not done.wait(0.2):
             rss = process.memory_info().rss / 1e6
             peak[0] = max(peak[0], rss)
             written = output.stat().st_size if output.exists() else 0
-            ratio = written / (lines * record_size)
+            if not record_size and written:
+                with output.open("rb") as first:
+                    record_size = len(first.readline())
+            ratio = written / (lines * max(record_size, 1))
             for mark, label in list(marks.items()):
                 if ratio >= mark and label not in samples:
                     samples[label] = rss
