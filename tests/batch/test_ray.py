@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import pytest
 import llmkit.batch
 from llmkit.batch.limits import rpm_window
 from llmkit.providers.openai import OpenAILike
-from tests.batch.test_runner import _cli, _env, attempts, llm_for, write_input
+from tests.batch.test_runner import _cli, _env, attempts, write_input
 from tests.conftest import free_port
+from tests.servers import fault
 from tests.servers.fault import FaultServer
 
 ray = pytest.importorskip("ray", reason="the 'ray' extra is not installed: pip install 'llmkit[ray]'")
@@ -118,10 +118,7 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
               .returncode == 0, nodes, "the head node")  # fmt: skip
         nodes.append(_ray_start([f"--address={address}"], env))
         _wait(lambda: _alive_nodes(address, env) == 2, nodes, "the second node")
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in CLUSTER_ENV.items():
-                patch.setenv(name, value)
-            yield address
+        yield address
     finally:
         _stop(nodes)
 
@@ -159,18 +156,22 @@ def test_cli_on_a_two_node_ray_cluster_writes_the_same_records_as_local_mode(
 
 
 @pytest.mark.slow
-def test_one_rpm_holds_across_the_workers_of_a_two_node_cluster(
-    ray_address: str, fault_server: FaultServer, tmp_path: Path
-) -> None:
+def test_one_rpm_holds_across_the_workers_of_a_two_node_cluster(ray_address: str, tmp_path: Path) -> None:
     rpm, count = 600, 60
     per_window, window = rpm_window(rpm)
-    test_id = uuid.uuid4().hex
-    source = write_input(tmp_path / "in.jsonl", count)
-    result = llmkit.batch.run(
-        source, tmp_path / "out.jsonl", llm_for(fault_server, "echo", test_id), concurrency=16, rpm=rpm, ray=ray_address
-    )
-    assert result.succeeded == count
-    times = sorted(attempts(fault_server, test_id))
+    server = fault.start()  # its own server: the CLI's requests are the only ones it counts
+    try:
+        source = write_input(tmp_path / "in.jsonl", count)
+        args = ["-o", str(tmp_path / "out.jsonl"), "--model", "openai-like/echo", "--api-base", server.url]
+        finished = subprocess.run(
+            _cli(str(source), *args, "--concurrency", "16", "--rpm", str(rpm), "--ray", ray_address),
+            env={**_env(), **CLUSTER_ENV}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert finished.returncode == 0, finished.stderr
+        assert f"{count} succeeded" in finished.stderr
+        times = sorted(attempts(server, "default"))
+    finally:
+        server.shutdown()
     assert len(times) == count
     # One job's fixed windows of per_window requests (limits per worker would let twice as many through): a span of
     # L seconds holds at most per_window * (ceil(L / window) + 1). The slack in the 1 s spans is the hop from the
