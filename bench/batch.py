@@ -1,20 +1,25 @@
 """Batch jobs: requests/s of ``llmkit batch`` vs a hand-written asyncio + aiohttp loop (the raw floor: no parsing into
 types, no limits, no resume) and vs LiteLLM's ``batch_completion``, against the canned loopback server; and memory
-over a 1,000,000-line input.
+over a long input.
 
-Every case answers the same N chat requests with the same concurrency and writes one JSON line per answer. The memory
-case streams a generated 1,000,000-line file through ``llmkit.batch.run`` with an in-process model (no I/O, so the
-run takes minutes, not the hours a loopback server would) and samples RSS as it goes.
+Every case answers the same N chat requests with the same concurrency and writes one JSON line per answer; the cases
+run interleaved, ``--rounds`` times, and each reports its median. The memory case streams a generated input through
+``llmkit.batch.run`` against the canned server (or, with ``--memory-upstream in-process``, a model in the process, to
+see the pipeline alone) and samples RSS as it goes; the issue's figure is ``--memory-lines 1000000`` (about 10
+minutes against the canned server on two cores).
 
-Run: .venv/bin/python -m bench.batch [--requests 3000] [--concurrency 8] [--memory-lines 1000000]
+Run: .venv/bin/python -m bench.batch [--requests 3000] [--concurrency 8,256] [--rounds 3] [--memory-lines 200000]
+     [--memory-upstream canned|in-process]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -66,15 +71,16 @@ def _litellm(base: str, count: int, concurrency: int, output: Path) -> None:
             out.write(json.dumps({"custom_id": f"r{i}", "body": answer.model_dump()}) + "\n")
 
 
-def throughput(requests: int = 3000, concurrency: int = 8) -> dict[str, float]:
-    """Requests per second of each case (one warm-up run of 200 requests each first)."""
+def throughput(requests: int = 3000, concurrency: int = 8, rounds: int = 1) -> dict[str, float]:
+    """Requests per second of each case: the median of ``rounds`` interleaved runs (one warm-up run of 200 requests
+    each first)."""
     import llmkit.batch
     from llmkit.providers.openai import OpenAILike
 
     folder = Path(tempfile.mkdtemp(prefix="bench-batch-"))
     source = _input(folder / "in.jsonl", requests)
     warm = _input(folder / "warm.jsonl", 200)
-    results: dict[str, float] = {}
+    rates: dict[str, list[float]] = {}
     with running() as base:
         cases: dict[str, Any] = {
             "asyncio + aiohttp (raw floor)": lambda n, out: asyncio.run(_raw_aiohttp(base, n, concurrency, out)),
@@ -85,24 +91,33 @@ def throughput(requests: int = 3000, concurrency: int = 8) -> dict[str, float]:
                 concurrency=concurrency,
                 progress=False,
             ),
-            "LiteLLM batch_completion": lambda n, out: _litellm(base, n, concurrency, out),
         }
-        for index, (name, case) in enumerate(cases.items()):
+        if concurrency <= 64:  # batch_completion is a thread per request in flight
+            cases["LiteLLM batch_completion"] = lambda n, out: _litellm(base, n, concurrency, out)
+        for index, case in enumerate(cases.values()):
             case(200, folder / f"warm-{index}.jsonl")
-            start = time.perf_counter()
-            case(requests, folder / f"out-{index}.jsonl")
-            results[name] = requests / (time.perf_counter() - start)
-            lines = (folder / f"out-{index}.jsonl").read_bytes().count(b"\n")
-            assert lines == requests, f"{name} wrote {lines} lines"
-    return results
+        for round_ in range(rounds):
+            for index, (name, case) in enumerate(cases.items()):
+                output = folder / f"out-{round_}-{index}.jsonl"
+                start = time.perf_counter()
+                case(requests, output)
+                rates.setdefault(name, []).append(requests / (time.perf_counter() - start))
+                lines = output.read_bytes().count(b"\n")
+                assert lines == requests, f"{name} wrote {lines} lines"
+                output.unlink()
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
-def memory(lines: int = 1_000_000) -> dict[str, float]:
-    """RSS (MB) while a ``lines``-line job streams through: at 10%, 50% and 100% of the lines, and the peak."""
+def memory(lines: int = 1_000_000, upstream: str = "canned", concurrency: int = 256) -> dict[str, float]:
+    """RSS (MB) while a ``lines``-line job streams through: at 10%, 50% and 100% of the lines, and the peak.
+
+    ``upstream``: ``"canned"`` (the canned server, over HTTP) or ``"in-process"`` (a model answering in the event
+    loop: the pipeline alone, several times faster)."""
     import psutil
 
     import llmkit.batch
     from llmkit.providers.function import FunctionLLM
+    from llmkit.providers.openai import OpenAILike
 
     class InProcess(FunctionLLM):
         async def _achat(self, messages: Sequence[Any], **kwargs: Any) -> Any:
@@ -118,31 +133,49 @@ def memory(lines: int = 1_000_000) -> dict[str, float]:
 
     def sample() -> None:
         marks = {0.1: "10%", 0.5: "50%"}
+        record_size = 0  # bytes of one record, from the first one written
         while not done.wait(0.2):
             rss = process.memory_info().rss / 1e6
             peak[0] = max(peak[0], rss)
             written = output.stat().st_size if output.exists() else 0
-            ratio = written / max(source.stat().st_size * 1.2, 1)  # records run ~1.2x the input line's size
+            if not record_size and written:
+                with output.open("rb") as first:
+                    record_size = len(first.readline())
+            ratio = written / (lines * max(record_size, 1))
             for mark, label in list(marks.items()):
                 if ratio >= mark and label not in samples:
                     samples[label] = rss
                     marks.pop(mark)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    llm = InProcess(chat_fn=lambda messages, kwargs: "Paris.")
-    result = llmkit.batch.run(source, output, llm, concurrency=64, progress=False)
-    elapsed = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    with contextlib.ExitStack() as stack:
+        if upstream == "canned":
+            llm: Any = OpenAILike(model="bench", api_base=stack.enter_context(running()))
+        elif upstream == "in-process":
+            llm = InProcess(chat_fn=lambda messages, kwargs: "Paris.")
+        else:
+            raise ValueError(f"upstream must be 'canned' or 'in-process', got {upstream!r}")
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        result = llmkit.batch.run(source, output, llm, concurrency=concurrency, progress=False)
+        elapsed = time.perf_counter() - start
+        done.set()
+        sampler.join()
     samples["100%"] = process.memory_info().rss / 1e6
     samples["peak"] = peak[0]
     samples["lines/s"] = result.succeeded / elapsed
     samples["lines"] = float(result.succeeded)
+    samples["canned"] = float(upstream == "canned")
     for path in (source, output):
         path.unlink()
     return samples
+
+
+def memory_line(rss: dict[str, float]) -> str:
+    upstream = "canned server" if rss.get("canned") else "in-process model"
+    return f"Memory over a {rss['lines']:,.0f}-line job ({rss['lines/s']:,.0f} lines/s, {upstream}): RSS " + ", ".join(
+        f"{k} {rss[k]:.0f} MB" for k in ("start", "10%", "50%", "100%", "peak") if k in rss
+    )
 
 
 def table(rates: dict[str, float], rss: dict[str, float] | None = None) -> str:
@@ -150,23 +183,24 @@ def table(rates: dict[str, float], rss: dict[str, float] | None = None) -> str:
     lines = ["| case | requests/s | share of the floor |", "|---|---|---|"]
     lines += [f"| {name} | {rate:.0f} | {rate / floor:.2f}x |" for name, rate in rates.items()]
     if rss:
-        lines += [
-            "",
-            f"Memory over a {rss['lines']:,.0f}-line job ({rss['lines/s']:,.0f} lines/s, in-process model): RSS "
-            + ", ".join(f"{k} {rss[k]:.0f} MB" for k in ("start", "10%", "50%", "100%", "peak") if k in rss),
-        ]
+        lines += ["", memory_line(rss)]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--memory-lines", type=int, default=1_000_000, help="0 skips the memory case")
+    parser.add_argument("--concurrency", default="8,256", help="requests in flight; several: comma-separated")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each case (the median is shown)")
+    parser.add_argument("--memory-lines", type=int, default=200_000, help="0 skips the memory case")
+    parser.add_argument("--memory-upstream", choices=["canned", "in-process"], default="canned")
     args = parser.parse_args()
-    rates = throughput(args.requests, args.concurrency)
-    rss = memory(args.memory_lines) if args.memory_lines else None
-    print(table(rates, rss))
+    for concurrency in [int(value) for value in args.concurrency.split(",")]:
+        print(f"{args.requests} requests at {concurrency} in flight, median of {args.rounds}:\n")
+        print(table(throughput(args.requests, concurrency, args.rounds)) + "\n", flush=True)
+    if args.memory_lines:
+        rss = memory(args.memory_lines, args.memory_upstream)
+        print(memory_line(rss))
     return 0
 
 

