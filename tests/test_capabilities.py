@@ -95,9 +95,14 @@ def test_events_report_fields_set_after_use() -> None:
     llm.chat(hi, temperature=None, top_p=0.9)  # a call's own parameters over the fields'
     llm.model, llm.temperature = "second", 0.7
     llm.chat(hi)
+    copy = llm.model_copy(update={"model": "third"})  # fields set without __setattr__, private state shared
+    copy.chat(hi)
+    llm.chat(hi)
     assert seen == [
         ("first", {"temperature": 0.5}),
         ("first", {"top_p": 0.9}),
+        ("second", {"temperature": 0.7}),
+        ("third", {"temperature": 0.7}),
         ("second", {"temperature": 0.7}),
     ]
 

@@ -492,7 +492,12 @@ class LLM(BaseLLM):
     def _derived_values(self) -> dict[str, Any] | None:
         """Where derived values are kept, or None when they must be worked out per call."""
         private = self.__pydantic_private__
-        return private.get("_derived") if self._derived_from_fields and private is not None else None
+        if not self._derived_from_fields or private is None:
+            return None
+        derived: dict[str, Any] = private["_derived"]
+        if derived.get("owner") != id(self):  # new, or shared by a copy (``model_copy`` copies private state as is)
+            derived = private["_derived"] = {"owner": id(self)}
+        return derived
 
     def _call_metadata(self) -> LLMMetadata:
         """``metadata`` as calls read it (built once when it follows from the fields)."""
