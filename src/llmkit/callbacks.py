@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import functools
 import threading
 import time
 import uuid
@@ -32,16 +33,14 @@ _current: contextvars.ContextVar[LLMEvent | Operation | None] = contextvars.Cont
 _global_handlers: list[CallbackHandler] = []
 #: Functions that add headers to an outgoing request (W3C ``traceparent``), given the current call.
 _header_hooks: list[Callable[[LLMEvent | Operation | None, dict[str, str]], None]] = []
-#: :func:`llmkit.usage.cost.cost_of`, once an event was priced (the module is imported on first use).
-_cost_of: Callable[[Usage | None], Cost] | None = None
 
 
+@functools.cache
 def _pricer() -> Callable[[Usage | None], Cost]:
-    """Import the pricing function once, not per call (a function-level import costs on every tracked call)."""
-    global _cost_of
+    """:func:`llmkit.usage.cost.cost_of`, imported on the first priced event, then kept (a function-level import
+    costs on every tracked call)."""
     from llmkit.usage.cost import cost_of
 
-    _cost_of = cost_of
     return cost_of
 
 
@@ -157,7 +156,7 @@ class LLMEvent:
         """What the call cost (see :mod:`llmkit.usage.cost`): unknown until it ended with a usage. Priced once, however
         many handlers ask."""
         if self._cost is None or self.ended_at is None:
-            self._cost = (_cost_of or _pricer())(self.usage)
+            self._cost = _pricer()(self.usage)
         return self._cost
 
 

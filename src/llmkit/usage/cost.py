@@ -316,20 +316,15 @@ def _table_price(usage: Usage, provider_id: str | None, model: str, when: dateti
     return Cost(spent_in + spent_out, "USD", spent_in, spent_out, table_provider.id, info.id)
 
 
-_hosts: dict[str, str | None] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _hosted_provider_id(host: str) -> str | None:
     """The ``genai-prices`` provider whose API URL pattern matches ``https://{host}``, or None (cached per host)."""
-    if host in _hosts:
-        return _hosts[host]
     from genai_prices import data_snapshot
 
     try:
-        found: str | None = data_snapshot.get_snapshot().find_provider(None, None, f"https://{host}").id
+        found: str = data_snapshot.get_snapshot().find_provider(None, None, f"https://{host}").id
     except LookupError:
-        found = None
-    _hosts[host] = found
+        return None
     return found
 
 
