@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import itertools
-import json
 import os
 import re
 import threading
@@ -52,6 +51,7 @@ from llmkit.transport.backends.base import (
     Timeouts,
     with_query,
 )
+from llmkit.transport.codec import decode_json, encode_json
 from llmkit.transport.errors import ErrorHook, status_error
 from llmkit.transport.retry import Retrying, RetryPolicy
 from llmkit.transport.sse import ServerSentEvent, aiter_sse, iter_sse
@@ -87,15 +87,6 @@ class Request:
 
 #: Content types that are an answer, not the event stream asked for (an error page, a JSON error).
 _NOT_STREAMS = ("application/json", "text/html")
-
-
-#: One encoder for every body (json.dumps with options builds a new one per call).
-_JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def encode_json(value: Any) -> bytes:
-    """A JSON body, serialised as httpx serialises one (compact, UTF-8, no NaN), whatever the backend."""
-    return _JSON_BODY.encode(value).encode("utf-8")
 
 
 class _LineSplitter:
@@ -533,7 +524,7 @@ class HTTPTransport:
 
     def _json(self, response: Response) -> Any:
         try:
-            return json.loads(response.content)
+            return decode_json(response.content)
         except ValueError as exc:
             excerpt = response.content[:200].decode("utf-8", errors="replace")
             raise ResponseParseError(

@@ -38,6 +38,7 @@ from typing import Any
 
 from llmkit.errors import ResponseParseError, StreamError
 from llmkit.transport import ServerSentEvent
+from llmkit.transport.codec import decode_json
 from llmkit.types import (
     AudioBlock,
     ChatMessage,
@@ -401,7 +402,7 @@ def stream_json(event: ServerSentEvent, parser: StreamParser[Any]) -> dict[str, 
     if not event.data:
         return None
     try:
-        chunk = json.loads(event.data)
+        chunk = decode_json(event.data)
     except ValueError as exc:
         raise StreamError(f"malformed stream event (not JSON): {event.data[:200]!r}", received=parser.text) from exc
     if not isinstance(chunk, dict):
