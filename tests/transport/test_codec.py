@@ -58,5 +58,5 @@ def test_objects_json_cannot_carry_are_refused() -> None:
     "text", ["", "{", '{"a":1} trailing', "[" * 5000 + "]" * 5000, b"\xff", '"\\ud800"', "<html>busy</html>"]
 )
 def test_what_is_not_one_json_value_is_a_value_error(text: str | bytes) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"at line \d+ column \d+"):
         decode_json(text)

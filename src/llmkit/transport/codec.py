@@ -21,10 +21,11 @@ from typing import Any
 from pydantic_core import from_json
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # absent without the C accelerator
 _c_encoder: Callable[[Any, int], tuple[str, ...] | list[str]] | None = None
-if json.encoder.c_make_encoder is not None:  # absent on interpreters without the C accelerator
+if _c_make_encoder is not None:
     # markers=None: no per-call table of containers seen (a circular value hits the recursion limit instead)
-    _c_encoder = json.encoder.c_make_encoder(
+    _c_encoder = _c_make_encoder(
         None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
     )
 
