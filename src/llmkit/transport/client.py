@@ -484,21 +484,28 @@ class HTTPTransport:
         :meth:`lines`, then ``close()``), anything else raises."""
         backend = self.backend
         deadline = self._deadline()
-
-        def attempt() -> SyncResponse:
-            response = backend.send(self._outgoing(request, timeout, deadline))
-            if response.status_code < 300:
-                if not stream:
-                    try:
-                        self._read(response)
-                    finally:
-                        response.close()
-                return response
-            body = self._read(response, truncate=True)
-            response.close()
-            raise self._status_error(response, body)
-
-        return self._retrying(request, max_retries, deadline).call(attempt)
+        retrying: Retrying | None = None  # made at the first failure: a call that succeeds at once builds none
+        attempt = 0
+        while True:  # the loop of Retrying.call, inlined: no closure and no driver per call on the hot path
+            attempt += 1
+            started_ns = time.time_ns()
+            try:
+                response = backend.send(self._outgoing(request, timeout, deadline))
+                if response.status_code < 300:
+                    if not stream:
+                        try:
+                            self._read(response)
+                        finally:
+                            response.close()
+                    return response
+                body = self._read(response, truncate=True)
+                response.close()
+                raise self._status_error(response, body)
+            except Exception as exc:  # classified by the retry policy; anything else propagates from delay_after
+                if retrying is None:
+                    retrying = self._retrying(request, max_retries, deadline)
+                delay = retrying.delay_after(exc, attempt, started_ns)
+            time.sleep(delay)
 
     async def asend(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
@@ -506,21 +513,28 @@ class HTTPTransport:
         """Async :meth:`send` (read a stream with ``aiter_bytes()`` or :meth:`alines`, then ``aclose()``)."""
         backend = self.abackend
         deadline = self._deadline()
-
-        async def attempt() -> AsyncResponse:
-            response = await backend.send(self._outgoing(request, timeout, deadline))
-            if response.status_code < 300:
-                if not stream:
-                    try:
-                        await self._aread(response)
-                    finally:
-                        await response.aclose()
-                return response
-            body = await self._aread(response, truncate=True)
-            await response.aclose()
-            raise self._status_error(response, body)
-
-        return await self._retrying(request, max_retries, deadline).acall(attempt)
+        retrying: Retrying | None = None
+        attempt = 0
+        while True:  # as in send: Retrying.acall's loop, inlined
+            attempt += 1
+            started_ns = time.time_ns()
+            try:
+                response = await backend.send(self._outgoing(request, timeout, deadline))
+                if response.status_code < 300:
+                    if not stream:
+                        try:
+                            await self._aread(response)
+                        finally:
+                            await response.aclose()
+                    return response
+                body = await self._aread(response, truncate=True)
+                await response.aclose()
+                raise self._status_error(response, body)
+            except Exception as exc:
+                if retrying is None:
+                    retrying = self._retrying(request, max_retries, deadline)
+                delay = retrying.delay_after(exc, attempt, started_ns)
+            await asyncio.sleep(delay)
 
     def _json(self, response: Response) -> Any:
         try:

@@ -130,7 +130,10 @@ class Retrying:
     callbacks: CallbackManager | None = None
     deadline: float | None = None
 
-    def _next(self, exc: Exception, attempt: int, started_ns: int) -> float:
+    def delay_after(self, exc: Exception, attempt: int, started_ns: int) -> float:
+        """The wait before the next attempt after ``attempt`` (1-based, started at ``started_ns``) failed with
+        ``exc``; raises the typed error when there is none, and ``exc`` itself when it is not a failure of the
+        attempt. For drivers that run their own loop (the transport, to build nothing when the first try succeeds)."""
         failure = self.classify(exc)
         if failure is None:
             raise exc
@@ -150,8 +153,8 @@ class Retrying:
             started_ns = time.time_ns()
             try:
                 return attempt()
-            except Exception as exc:  # classified: unknown exceptions propagate from _next
-                delay = self._next(exc, number, started_ns)
+            except Exception as exc:  # classified: unknown exceptions propagate from delay_after
+                delay = self.delay_after(exc, number, started_ns)
             time.sleep(delay)
 
     async def acall(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -162,6 +165,6 @@ class Retrying:
             started_ns = time.time_ns()
             try:
                 return await attempt()
-            except Exception as exc:  # classified: unknown exceptions propagate from _next
-                delay = self._next(exc, number, started_ns)
+            except Exception as exc:  # classified: unknown exceptions propagate from delay_after
+                delay = self.delay_after(exc, number, started_ns)
             await asyncio.sleep(delay)
