@@ -202,15 +202,15 @@ class ChatOverHTTP(HTTPLLM):
     fetched_media: ClassVar[tuple[type[_MediaBlock], ...]] = ()
 
     async def _prefetch(self, messages: Sequence[ChatMessage]) -> None:
-        if self.fetched_media:
-            for message in messages:
-                for block in message.blocks:
-                    if isinstance(block, self.fetched_media):
-                        await cast(_MediaBlock, block).aprefetch()
+        for message in messages:
+            for block in message.blocks:
+                if isinstance(block, self.fetched_media):
+                    await cast(_MediaBlock, block).aprefetch()
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)
-        await self._prefetch(messages)
+        if self.fetched_media:  # checked here: no coroutine made per call for formats without fetched media
+            await self._prefetch(messages)
         request = self._chat_request(messages, kwargs, False)
         return self._parse_chat(await self.transport.arequest_json(request, **options))
 
@@ -221,7 +221,8 @@ class ChatOverHTTP(HTTPLLM):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         options = call_options(kwargs)
-        await self._prefetch(messages)
+        if self.fetched_media:
+            await self._prefetch(messages)
         request = self._chat_request(messages, kwargs, True)
         async for chunk in _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser()):
             yield chunk
