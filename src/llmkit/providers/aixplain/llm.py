@@ -34,6 +34,7 @@ B.8-B.11):
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -523,11 +524,19 @@ class AiXplainLLM(HTTPLLM):
         """
         request = self._poll_request(poll_url)
         try:
-            body = self.transport.request_json(request)
+            response = self.transport.send(request)
         except APIStatusError as exc:
             return self._failure(exc)
-        except ResponseParseError as exc:  # the decoder's words, as the SDK reports them
-            return failed(str(exc.__cause__ or exc), completed=False, exception=exc)
+        try:
+            body = json.loads(response.content)  # the SDK's decoder: its words when the answer is not JSON
+        except ValueError as exc:
+            excerpt = response.content[:200].decode("utf-8", errors="replace")
+            error = ResponseParseError(
+                f"{self.transport.provider} answered a poll with a body that is not JSON: {excerpt!r}",
+                body=excerpt,
+                provider=self.transport.provider,
+            )
+            return failed(str(exc), completed=False, exception=error)
         return self._read_poll(body)
 
     def sync_poll(
