@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict
 
 from llmkit import (
     AudioBlock,
@@ -25,6 +26,7 @@ from llmkit import (
     TextBlock,
     VideoBlock,
 )
+from llmkit.types import text_message, trusted
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 
@@ -119,3 +121,25 @@ def test_message_round_trip_property(role: MessageRole, parts: list[str], extra:
     message = ChatMessage(role=role, blocks=[TextBlock(text=p) for p in parts], additional_kwargs=extra)
     assert ChatMessage.model_validate_json(message.model_dump_json()) == message
     assert message.content == ("\n".join(parts) if parts else None)
+
+
+def test_responses_built_unvalidated_behave_as_validated_ones() -> None:
+    """``trusted`` objects of one class share their fields-set: setting, copying and dumping one leaves the others
+    as they were."""
+    first, second = text_message("a"), text_message("b")
+    assert first.model_fields_set == second.model_fields_set == set(ChatMessage.model_fields)
+    first.additional_kwargs = {"seen": True}
+    copied = first.model_copy(update={"role": MessageRole.USER})
+    assert (first.role, copied.role, second.additional_kwargs) == (MessageRole.ASSISTANT, MessageRole.USER, {})
+    validated = ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text="b")], additional_kwargs={})
+    assert second.model_dump(exclude_unset=True) == validated.model_dump()
+    assert second == validated
+
+
+def test_trusted_refuses_models_that_take_extra_fields() -> None:
+    class Open(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        name: str
+
+    with pytest.raises(TypeError, match="allows extra fields"):
+        trusted(Open, name="x")

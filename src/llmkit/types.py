@@ -660,12 +660,23 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
+#: Per class, the fields-set every trusted object of it shares: every field is set, and pydantic only ever adds a
+#: field's own name to it (a no-op) or copies it (``model_copy``), so one set serves them all. (Not for models with
+#: ``extra="allow"``, whose assignments add other names: trusted builds none of those.)
+_ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
+
+
 def trusted(cls: type[M], /, **values: Any) -> M:
     """Build a model from values already of the right types, with no validation and no defaults filled in: every
     field must be given. For the hot path of parsing streams, where ``model_construct`` costs several times more."""
     obj = _new_object(cls)
     _set_attribute(obj, "__dict__", values)
-    _set_fields_set(obj, set(values))
+    fields = _ALL_FIELDS.get(cls)
+    if fields is None:
+        if cls.model_config.get("extra") == "allow":
+            raise TypeError(f"trusted() cannot build {cls.__name__}: it allows extra fields")
+        fields = _ALL_FIELDS[cls] = set(cls.model_fields)
+    _set_fields_set(obj, fields)
     _set_extra(obj, None)
     _set_private(obj, None)
     return obj

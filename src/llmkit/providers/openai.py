@@ -73,6 +73,7 @@ PROFILES: dict[str, ServerProfile] = {
     "ollama": ServerProfile(name="ollama"),
 }
 
+
 class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     """An OpenAI-compatible server.
 
