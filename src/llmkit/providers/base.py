@@ -201,16 +201,19 @@ class ChatOverHTTP(HTTPLLM):
     #: blocking the event loop (the sync path fetches them while building the request).
     fetched_media: ClassVar[tuple[type[_MediaBlock], ...]] = ()
 
-    async def _prefetch(self, messages: Sequence[ChatMessage]) -> None:
-        for message in messages:
-            for block in message.blocks:
-                if isinstance(block, self.fetched_media):
-                    await cast(_MediaBlock, block).aprefetch()
+    def _to_fetch(self, messages: Sequence[ChatMessage]) -> list[_MediaBlock]:
+        """The media blocks to fetch before the request is built (found without a coroutine: usually none)."""
+        if not self.fetched_media:
+            return []
+        kinds = self.fetched_media
+        return [
+            cast(_MediaBlock, block) for message in messages for block in message.blocks if isinstance(block, kinds)
+        ]
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)
-        if self.fetched_media:  # checked here: no coroutine made per call for formats without fetched media
-            await self._prefetch(messages)
+        for block in self._to_fetch(messages):
+            await block.aprefetch()
         request = self._chat_request(messages, kwargs, False)
         return self._parse_chat(await self.transport.arequest_json(request, **options))
 
@@ -221,8 +224,8 @@ class ChatOverHTTP(HTTPLLM):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> AsyncIterator[ChatResponse]:
         options = call_options(kwargs)
-        if self.fetched_media:
-            await self._prefetch(messages)
+        for block in self._to_fetch(messages):
+            await block.aprefetch()
         request = self._chat_request(messages, kwargs, True)
         async for chunk in _arun_stream(self.transport.astream_events(request, **options), self._chat_stream_parser()):
             yield chunk
