@@ -244,7 +244,7 @@ def test_obvious_message_forms_are_accepted_and_others_named() -> None:
     class Pet(BaseModel):
         name: str
 
-    assert llm.structured_predict(Pet, 'A pet, as JSON like {"name": ...}').name == "string"  # type: ignore[arg-type]
+    assert llm.structured_predict(Pet, "A pet, as JSON like {\"name\": ...}").name == "string"  # type: ignore[arg-type]
     assert llm.predict("plain {text}") == "plain {text}"  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="No prompt provided"):
         llm.complete()

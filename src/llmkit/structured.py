@@ -267,7 +267,9 @@ def stream_request(
     return current, conversation, mode_kwargs(current, output_cls)
 
 
-def iter_partials(chunks: Iterator[ChatResponse], output_cls: Any, mode: PydanticProgramMode) -> Iterator[Any]:
+def iter_partials(
+    chunks: Iterator[ChatResponse], output_cls: Any, mode: PydanticProgramMode
+) -> Iterator[Any]:
     """Partial objects from a chat stream; the last one is validated as ``output_cls`` (or raises)."""
     out = output_type(output_cls)
     raw = ""

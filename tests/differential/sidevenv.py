@@ -53,3 +53,4 @@ def run_in(python: Path, code: str, *, env: dict[str, str] | None = None, timeou
     if result.returncode != 0:
         raise AssertionError(f"side program failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result.stdout
+

@@ -329,10 +329,10 @@ out = {
 """,
 }
 
-PRELUDE += """
+PRELUDE += '''
 async def collect_stream(awaitable):
     return await collect(await awaitable)
-"""
+'''
 
 DRIVER = """
 import json

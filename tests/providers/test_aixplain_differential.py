@@ -145,7 +145,7 @@ ALLOWED_DIFFERENCES: dict[str, Allowed] = {
 }  # fmt: skip
 
 #: The driver both sides run (with their own ``make_llm``, ``ModelResponse`` and ``ResponseStatus``).
-DRIVER = r"""
+DRIVER = r'''
 import json
 from unittest import mock
 
@@ -193,9 +193,9 @@ def run_all(specs):
         except Exception as exc:
             results[spec["name"]] = {"raised": type(exc).__name__, "message": str(exc)}
     return results
-"""
+'''
 
-SDK_PRELUDE = r"""
+SDK_PRELUDE = r'''
 import json, logging, os, sys, warnings
 warnings.simplefilter("ignore")
 from aixplain.enums import Function, ResponseStatus
@@ -213,7 +213,7 @@ def make_llm(spec, subclass=False):
         cls = SubLLM
     settings = {"temperature": 0.001, **spec["llm"]}  # seed 003's constructor default; the SDK's is None
     return cls(spec["model"], "Model", api_key=spec["key"], function=Function.TEXT_GENERATION, **settings)
-"""
+'''
 
 
 def llmkit_make(server: AiXplainServer, scenarios: dict[str, Scenario]) -> Any:

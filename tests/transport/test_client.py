@@ -252,9 +252,7 @@ def test_unsent_requests_replay_even_when_unsafe() -> None:
 
     retries = Retries()
     transport = HTTPTransport(
-        base_url="http://127.0.0.1:9",
-        max_retries=2,
-        retry_policy=RetryPolicy(initial_delay=0.01),
+        base_url="http://127.0.0.1:9", max_retries=2, retry_policy=RetryPolicy(initial_delay=0.01),
         callback_manager=CallbackManager([retries]),
     )
     with pytest.raises(APIConnectionError):

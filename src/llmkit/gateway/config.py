@@ -104,7 +104,6 @@ class GatewayConfig(BaseModel):
 
 def _expand(value: Any) -> Any:
     if isinstance(value, str):
-
         def variable(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:

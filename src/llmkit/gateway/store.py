@@ -205,7 +205,7 @@ class GatewayStore:
         key = VirtualKey(
             id="key_" + secrets.token_hex(8),
             name=name,
-            hint=f"{secret[: len(KEY_PREFIX) + 4]}...{secret[-4:]}",
+            hint=f"{secret[:len(KEY_PREFIX) + 4]}...{secret[-4:]}",
             models=tuple(models) if models is not None else None,
             rpm=rpm,
             tpm=tpm,
@@ -217,15 +217,9 @@ class GatewayStore:
                 "INSERT INTO gateway_keys (id, name, hash, hint, models, rpm, tpm, budget_usd, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    key.id,
-                    key.name,
-                    hash_secret(secret),
-                    key.hint,
+                    key.id, key.name, hash_secret(secret), key.hint,
                     json.dumps(list(key.models)) if key.models is not None else None,
-                    rpm,
-                    tpm,
-                    budget_usd,
-                    key.created,
+                    rpm, tpm, budget_usd, key.created,
                 ),
             )
         )

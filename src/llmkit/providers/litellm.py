@@ -133,7 +133,6 @@ class LiteLLM(LLM):
             return data
         kept = {key: value for key, value in data.items() if key in known}
         return {**kept, "additional_kwargs": {**extra, **(data.get("additional_kwargs") or {})}}
-
     max_retries: int = Field(default=2, ge=0, description="The maximum number of API retries.")
     api_key: SecretStr | None = Field(default=None, description="The provider's API key.")
     api_base: str | None = Field(default=None, description="The provider's base URL.")

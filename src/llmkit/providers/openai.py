@@ -73,7 +73,6 @@ PROFILES: dict[str, ServerProfile] = {
     "ollama": ServerProfile(name="ollama"),
 }
 
-
 class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     """An OpenAI-compatible server.
 

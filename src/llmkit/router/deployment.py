@@ -64,6 +64,6 @@ class LatencyStats:
             self.total = total if self.total is None else self.ALPHA * total + (1 - self.ALPHA) * self.total
             if first_token is not None:
                 previous = self.first_token
-                self.first_token = (
-                    first_token if previous is None else (self.ALPHA * first_token + (1 - self.ALPHA) * previous)
+                self.first_token = first_token if previous is None else (
+                    self.ALPHA * first_token + (1 - self.ALPHA) * previous
                 )

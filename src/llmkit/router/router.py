@@ -640,6 +640,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> Router:
     return Router(**{**config, "groups": groups})
 
 
+
 def _read_config(path: str | Path) -> Mapping[str, Any]:
     path = Path(path)
     try:

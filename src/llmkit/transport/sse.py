@@ -57,9 +57,7 @@ class SSEDecoder:
             return None
         data = self._data
         event = ServerSentEvent(
-            data=data[0] if len(data) == 1 else "\n".join(data),
-            event=self._event or "message",
-            id=self._id,
+            data=data[0] if len(data) == 1 else "\n".join(data), event=self._event or "message", id=self._id,
             retry=self._retry,
         )
         self._data = []
