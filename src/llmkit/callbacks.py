@@ -398,16 +398,16 @@ class CallbackManager:
     ) -> LLMEvent:
         """Open an event (a child of the current call, if any) and tell the handlers."""
         parent = _current.get()
-        event = LLMEvent(
-            kind=kind,
-            payload=payload,
-            kwargs=kwargs,
-            llm=llm,
-            provider=provider or llm,
-            model=model,
-            parameters=parameters if parameters is not None else {},
-            parent=parent,
-            handlers=_listeners(self.handlers, parent),
+        event = LLMEvent(  # positional: a dataclass's __init__ matches keywords at a third of the event's cost
+            kind,
+            payload,
+            kwargs,
+            llm,
+            provider or llm,
+            model,
+            parameters if parameters is not None else {},
+            parent,
+            _listeners(self.handlers, parent),
         )
         for handler in event.handlers:
             handler.on_llm_start(event)

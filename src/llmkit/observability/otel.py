@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llmkit.callbacks import CallbackHandler, LLMEvent, Operation, RetryEvent
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, Usage
 
 #: How llmkit's call kinds are named by the conventions' ``gen_ai.operation.name``.
 OPERATION_NAMES = {"chat": "chat", "complete": "text_completion"}
@@ -256,22 +257,24 @@ class OpenTelemetryHandler(CallbackHandler):
         if not isinstance(response_model, str) or not response_model:
             response_model = None
         if recording:
-            self._end_attributes(span, event, raw, response_model)
+            span.set_attributes(self._end_attributes(event, response, usage, raw, response_model))
         span.end()
         if not self.metrics:
             return
         constants = self._by_call.get((event.kind, event.provider, event.model)) or self._constants(event)
-        metric = constants.metric(response_model)
-        self.duration.record(event.elapsed, metric.duration)
+        metric = constants.metrics.get(response_model) or constants.metric(response_model)
+        ended = event.ended_at
+        self.duration.record((ended if ended is not None else time.perf_counter()) - event.started_at, metric.duration)
         if usage is not None:
             if usage.prompt_tokens is not None:
                 self.token_usage.record(usage.prompt_tokens, metric.input)
             if usage.completion_tokens is not None:
                 self.token_usage.record(usage.completion_tokens, metric.output)
 
-    def _end_attributes(self, span: trace.Span, event: LLMEvent, raw: Any, response_model: str | None) -> None:
-        """What the answer says, set on the span in one call (the SDK takes a lock per call)."""
-        response, usage = event.response, event.usage
+    def _end_attributes(
+        self, event: LLMEvent, response: Any, usage: Usage | None, raw: Any, response_model: str | None
+    ) -> dict[str, Any]:
+        """What the answer says, for one ``set_attributes`` call (the SDK takes a lock per call)."""
         attributes: dict[str, Any] = {}
         if response_model is not None:
             attributes["gen_ai.response.model"] = response_model
@@ -303,7 +306,7 @@ class OpenTelemetryHandler(CallbackHandler):
             attributes["gen_ai.output.messages"] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish or ""}]
             )
-        span.set_attributes(attributes)
+        return attributes
 
     def on_llm_error(self, event: LLMEvent) -> None:
         span = event.scratch.pop(self, None)

@@ -240,8 +240,6 @@ def clear_prices() -> None:
 
 
 def _override(provider: str | None, model: str) -> Rates | None:
-    if not _overrides:  # the usual case: three tuple lookups saved on every priced call
-        return None
     return _overrides.get((provider, model)) or _overrides.get((None, model)) or _overrides.get((provider, "*"))
 
 
@@ -267,11 +265,13 @@ class _Affine:
     def cost(self, usage: Usage) -> tuple[Decimal, Decimal]:
         spent_in = (usage.prompt_tokens or 0) * self.input
         read, write = usage.cache_read_tokens, usage.cache_write_tokens
-        if read:  # a zero count adds nothing: a Decimal product saved
+        if read:  # a zero term adds nothing: a Decimal operation saved
             spent_in += read * self.cache_read
         if write:
             spent_in += write * self.cache_write
-        return self.base + spent_in, (usage.completion_tokens or 0) * self.output
+        if self.base:
+            spent_in += self.base
+        return spent_in, (usage.completion_tokens or 0) * self.output
 
 
 _models: dict[tuple[str | None, str], Any] = {}
@@ -433,7 +433,7 @@ def price(usage: Usage, provider: str | None, model: str | None, *, when: dateti
         return Cost(Decimal(str(usage.credits)), "credits", provider=provider, model=model)
     if model is None or usage.prompt_tokens is None or usage.completion_tokens is None:
         return None
-    rates = _override(provider, model)
+    rates = _override(provider, model) if _overrides else None  # a call saved in the usual case: none set
     if rates is not None:
         spent_in, spent_out = rates.cost(usage)
         return _usd(spent_in + spent_out, spent_in, spent_out, provider, model)
