@@ -391,12 +391,12 @@ class CallbackManager:
         payload: Any,
         kwargs: dict[str, Any],
         llm: str,
-        *,
         provider: str = "",
         model: str | None = None,
         parameters: dict[str, Any] | None = None,
     ) -> LLMEvent:
-        """Open an event (a child of the current call, if any) and tell the handlers."""
+        """Open an event (a child of the current call, if any) and tell the handlers. ``parameters`` is the event's
+        own (handlers only read it), so a caller may pass one it keeps for every call with the same settings."""
         parent = _current.get()
         event = LLMEvent(  # positional: a dataclass's __init__ matches keywords at a third of the event's cost
             kind,
