@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 _current: contextvars.ContextVar[LLMEvent | Operation | None] = contextvars.ContextVar("llmkit_call", default=None)
 #: Handlers that see every LLM's calls (``llmkit.instrument()`` adds one).
 _global_handlers: list[CallbackHandler] = []
+#: The same, as the tuple a top-level event takes (kept here: not one tuple built per call).
+_global_tuple: tuple[CallbackHandler, ...] = ()
 #: Functions that add headers to an outgoing request (W3C ``traceparent``), given the current call.
 _header_hooks: list[Callable[[LLMEvent | Operation | None, dict[str, str]], None]] = []
 
@@ -56,14 +58,18 @@ def listening() -> bool:
 
 def add_global_handler(handler: CallbackHandler) -> None:
     """Send every LLM's events to ``handler`` too (once, however often it is added)."""
+    global _global_tuple
     if handler not in _global_handlers:
         _global_handlers.append(handler)
+        _global_tuple = tuple(_global_handlers)
 
 
 def remove_global_handler(handler: CallbackHandler) -> None:
     """Stop sending every LLM's events to ``handler``."""
+    global _global_tuple
     if handler in _global_handlers:
         _global_handlers.remove(handler)
+        _global_tuple = tuple(_global_handlers)
 
 
 def add_header_hook(hook: Callable[[LLMEvent | Operation | None, dict[str, str]], None]) -> None:
@@ -89,7 +95,7 @@ def outgoing_headers(headers: dict[str, str]) -> None:
 def _listeners(own: list[CallbackHandler], parent: LLMEvent | Operation | None) -> tuple[CallbackHandler, ...]:
     """An event's handlers: its LLM's, its enclosing calls' (a router's handler sees its deployments' calls), and the
     global ones; each once."""
-    inherited = parent.handlers if parent is not None else tuple(_global_handlers)
+    inherited = parent.handlers if parent is not None else _global_tuple
     if not own:
         return inherited
     merged = list(own)
@@ -109,7 +115,7 @@ class RetryEvent:
     ended_ns: int = field(default_factory=time.time_ns)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class LLMEvent:
     """One LLM call as callbacks see it: ``kind`` is ``chat`` or ``complete``, ``payload`` the messages or prompt.
 
@@ -160,7 +166,7 @@ class LLMEvent:
         return self._cost
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Operation:
     """A unit of work that makes LLM calls: ``structured_predict``, ``predict_and_call``, ``structured_llm``,
     ``router``, ``router_attempt``, or a gateway's ``request``. The calls made inside are its children.
@@ -385,23 +391,23 @@ class CallbackManager:
         payload: Any,
         kwargs: dict[str, Any],
         llm: str,
-        *,
         provider: str = "",
         model: str | None = None,
         parameters: dict[str, Any] | None = None,
     ) -> LLMEvent:
-        """Open an event (a child of the current call, if any) and tell the handlers."""
+        """Open an event (a child of the current call, if any) and tell the handlers. ``parameters`` is the event's
+        own (handlers only read it), so a caller may pass one it keeps for every call with the same settings."""
         parent = _current.get()
-        event = LLMEvent(
-            kind=kind,
-            payload=payload,
-            kwargs=kwargs,
-            llm=llm,
-            provider=provider or llm,
-            model=model,
-            parameters=parameters if parameters is not None else {},
-            parent=parent,
-            handlers=_listeners(self.handlers, parent),
+        event = LLMEvent(  # positional: a dataclass's __init__ matches keywords at a third of the event's cost
+            kind,
+            payload,
+            kwargs,
+            llm,
+            provider or llm,
+            model,
+            parameters if parameters is not None else {},
+            parent,
+            _listeners(self.handlers, parent),
         )
         for handler in event.handlers:
             handler.on_llm_start(event)

@@ -14,12 +14,17 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="tracing needs the 'otel' extra: pip install 'llmkit[otel]'")
 
+from opentelemetry import baggage, context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator, default_setter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel
 
 import llmkit
@@ -254,3 +259,43 @@ def test_uninstrumented_calls_make_no_spans_and_import_no_opentelemetry(usage_se
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert "traceparent" not in usage_server.requests[-1].headers
+
+
+class SpanIdPropagator(TextMapPropagator):
+    """A propagator other than the W3C ones: it writes the span id it finds in the context it is given."""
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+        return context
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = default_setter) -> None:
+        span_context = trace.get_current_span(context).get_span_context()
+        if span_context.is_valid:
+            setter.set(carrier, "x-span-id", format(span_context.span_id, "016x"))
+
+    @property
+    def fields(self) -> set[str]:
+        return {"x-span-id"}
+
+
+def test_requests_carry_every_configured_propagators_headers(otel: Telemetry, usage_server: UsageServer) -> None:
+    llm = OpenAI(model="gpt-4o", api_base=usage_server.url, api_key="sk-test")
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(
+        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator(), SpanIdPropagator()])
+    )
+    token = context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        llm.chat(MESSAGES)
+    finally:
+        context.detach(token)
+        propagate.set_global_textmap(previous)
+    span = otel.named("chat gpt-4o")
+    assert span.context is not None
+    headers = usage_server.requests[-1].headers
+    flags = span.context.trace_flags
+    assert headers["traceparent"] == f"00-{span.context.trace_id:032x}-{span.context.span_id:016x}-{flags:02x}"
+    assert headers["baggage"] == "tenant=acme"
+    assert headers["x-span-id"] == f"{span.context.span_id:016x}"  # the call's span, given to the propagator
+    llm.chat(MESSAGES)  # the default propagators again: no baggage now, no other header
+    assert "baggage" not in usage_server.requests[-1].headers
+    assert "x-span-id" not in usage_server.requests[-1].headers

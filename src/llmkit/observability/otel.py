@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from llmkit.callbacks import CallbackHandler, LLMEvent, Operation, RetryEvent
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, Usage
 
 #: How llmkit's call kinds are named by the conventions' ``gen_ai.operation.name``.
 OPERATION_NAMES = {"chat": "chat", "complete": "text_completion"}
@@ -45,6 +50,8 @@ _CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _RESPONSES = (ChatResponse, CompletionResponse)
 #: Series whose constant attributes are kept (beyond it they are built per call).
 _CACHED_SERIES = 1024
+#: Parameter sets whose attributes are kept, per series.
+_CACHED_PARAMETERS = 64
 
 
 def _attribute(value: Any) -> Any:
@@ -74,7 +81,7 @@ class _Constants:
     attribute sets by response model. Built once: a call then copies nothing it does not change (the SDK copies
     the attributes it is given, so these dicts are never mutated)."""
 
-    __slots__ = ("base", "metrics", "name")
+    __slots__ = ("base", "metrics", "name", "parameters")
 
     def __init__(self, kind: str, provider: str, model: str | None) -> None:
         operation = OPERATION_NAMES.get(kind, kind)
@@ -83,6 +90,21 @@ class _Constants:
         if model:
             self.base["gen_ai.request.model"] = model
         self.metrics: dict[str | None, _Metric] = {}
+        self.parameters: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+
+    def with_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The start attributes with these sampling parameters: an LLM's calls mostly repeat the same few, so each
+        set is built once (a set holding an unhashable value, a list of stop sequences, is built per call)."""
+        try:
+            key = tuple(parameters.items())
+            found = self.parameters.get(key)
+        except TypeError:
+            return _with_parameters(self.base, parameters)
+        if found is None:
+            found = _with_parameters(self.base, parameters)
+            if len(self.parameters) < _CACHED_PARAMETERS:
+                self.parameters[key] = found
+        return found
 
     def metric(self, response_model: str | None) -> _Metric:
         found = self.metrics.get(response_model)
@@ -91,6 +113,15 @@ class _Constants:
             if len(self.metrics) < _CACHED_SERIES:
                 self.metrics[response_model] = found
         return found
+
+
+def _with_parameters(base: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    attributes = dict(base)
+    for name, value in parameters.items():
+        key = PARAMETER_ATTRIBUTES.get(name)
+        if key is not None:
+            attributes[key] = [value] if name == "stop" and isinstance(value, str) else _attribute(value)
+    return attributes
 
 
 def _messages(payload: Any) -> str:
@@ -135,6 +166,8 @@ class OpenTelemetryHandler(CallbackHandler):
             capture_content = os.environ.get(_CAPTURE_ENV, "").lower() in ("1", "true", "yes")
         self.capture_content = capture_content
         self._by_call: dict[tuple[str, str, str | None], _Constants] = {}
+        self._textmap: TextMapPropagator | None = None
+        self._injectors: tuple[_Injector, ...] = ()
 
     # -- spans -------------------------------------------------------------------------------------------------------
 
@@ -180,16 +213,10 @@ class OpenTelemetryHandler(CallbackHandler):
         return found
 
     def on_llm_start(self, event: LLMEvent) -> None:
-        constants = self._constants(event)
-        attributes = constants.base
-        if event.parameters or self.capture_content:
-            attributes = dict(attributes)
-            for name, value in event.parameters.items():
-                key = PARAMETER_ATTRIBUTES.get(name)
-                if key is not None:
-                    attributes[key] = [value] if name == "stop" and isinstance(value, str) else _attribute(value)
-            if self.capture_content:
-                attributes["gen_ai.input.messages"] = _messages(event.payload)
+        constants = self._by_call.get((event.kind, event.provider, event.model)) or self._constants(event)
+        attributes = constants.with_parameters(event.parameters) if event.parameters else constants.base
+        if self.capture_content:
+            attributes = {**attributes, "gen_ai.input.messages": _messages(event.payload)}
         parent = event.parent
         event.scratch[self] = self.tracer.start_span(
             constants.name,
@@ -230,21 +257,24 @@ class OpenTelemetryHandler(CallbackHandler):
         if not isinstance(response_model, str) or not response_model:
             response_model = None
         if recording:
-            self._end_attributes(span, event, raw, response_model)
+            span.set_attributes(self._end_attributes(event, response, usage, raw, response_model))
         span.end()
         if not self.metrics:
             return
-        metric = self._constants(event).metric(response_model)
-        self.duration.record(event.elapsed, metric.duration)
+        constants = self._by_call.get((event.kind, event.provider, event.model)) or self._constants(event)
+        metric = constants.metrics.get(response_model) or constants.metric(response_model)
+        ended = event.ended_at
+        self.duration.record((ended if ended is not None else time.perf_counter()) - event.started_at, metric.duration)
         if usage is not None:
             if usage.prompt_tokens is not None:
                 self.token_usage.record(usage.prompt_tokens, metric.input)
             if usage.completion_tokens is not None:
                 self.token_usage.record(usage.completion_tokens, metric.output)
 
-    def _end_attributes(self, span: trace.Span, event: LLMEvent, raw: Any, response_model: str | None) -> None:
-        """What the answer says, set on the span in one call (the SDK takes a lock per call)."""
-        response, usage = event.response, event.usage
+    def _end_attributes(
+        self, event: LLMEvent, response: Any, usage: Usage | None, raw: Any, response_model: str | None
+    ) -> dict[str, Any]:
+        """What the answer says, for one ``set_attributes`` call (the SDK takes a lock per call)."""
         attributes: dict[str, Any] = {}
         if response_model is not None:
             attributes["gen_ai.response.model"] = response_model
@@ -276,7 +306,7 @@ class OpenTelemetryHandler(CallbackHandler):
             attributes["gen_ai.output.messages"] = json.dumps(
                 [{"role": "assistant", "parts": [{"type": "text", "content": text}], "finish_reason": finish or ""}]
             )
-        span.set_attributes(attributes)
+        return attributes
 
     def on_llm_error(self, event: LLMEvent) -> None:
         span = event.scratch.pop(self, None)
@@ -296,7 +326,49 @@ class OpenTelemetryHandler(CallbackHandler):
         """Add ``traceparent`` (and the other configured propagators' headers) for ``node``'s span, else the active
         span's; nothing when there is none."""
         span = self.span_of(node)
-        propagate.inject(headers, context=trace.set_span_in_context(span) if span is not None else None)
+        if span is None:
+            propagate.inject(headers)  # the active span's
+            return
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:
+            self._textmap, self._injectors = textmap, _injectors(textmap)
+        for inject in self._injectors:
+            inject(span, headers)
+
+
+_Injector = Callable[[trace.Span, dict[str, str]], None]
+
+
+def _injectors(textmap: TextMapPropagator) -> tuple[_Injector, ...]:
+    """How each configured propagator writes a span's headers. The W3C ones (the default) are written directly: the
+    generic path builds a context for the span and looks the span up again in it, several µs per request."""
+    propagators = getattr(textmap, "_propagators", None) if isinstance(textmap, CompositePropagator) else [textmap]
+    if not isinstance(propagators, list | tuple):  # a composite whose parts cannot be read: it writes them all
+        return (_generic(textmap),)
+    return tuple(_injector(propagator) for propagator in propagators)
+
+
+def _injector(propagator: TextMapPropagator) -> _Injector:
+    if type(propagator) is TraceContextTextMapPropagator:
+        return _traceparent
+    if type(propagator) is W3CBaggagePropagator:
+        # Baggage lives in the current context, which a span's context only extends: the same entries either way.
+        return lambda span, headers: propagator.inject(headers)
+    return _generic(propagator)
+
+
+def _generic(propagator: TextMapPropagator) -> _Injector:
+    return lambda span, headers: propagator.inject(headers, context=trace.set_span_in_context(span))
+
+
+def _traceparent(span: trace.Span, headers: dict[str, str]) -> None:
+    """What :class:`TraceContextTextMapPropagator` writes for ``span``."""
+    context = span.get_span_context()
+    if context == trace.INVALID_SPAN_CONTEXT:
+        return
+    headers["traceparent"] = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
 
 
 def _fail(span: trace.Span, error: BaseException) -> None:

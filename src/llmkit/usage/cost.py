@@ -263,14 +263,19 @@ class _Affine:
         self.output = (calc(0, 0, 0, n)[1] - zero[1]) / n
 
     def cost(self, usage: Usage) -> tuple[Decimal, Decimal]:
-        read, write = usage.cache_read_tokens or 0, usage.cache_write_tokens or 0
-        spent_in = (usage.prompt_tokens or 0) * self.input + read * self.cache_read + write * self.cache_write
-        return self.base + spent_in, (usage.completion_tokens or 0) * self.output
+        spent_in = (usage.prompt_tokens or 0) * self.input
+        read, write = usage.cache_read_tokens, usage.cache_write_tokens
+        if read:  # a zero term adds nothing: a Decimal operation saved
+            spent_in += read * self.cache_read
+        if write:
+            spent_in += write * self.cache_write
+        if self.base:
+            spent_in += self.base
+        return spent_in, (usage.completion_tokens or 0) * self.output
 
 
 _models: dict[tuple[str | None, str], Any] = {}
 _affine: dict[int, _Affine | None] = {}
-_current: dict[tuple[str | None, str], tuple[Any, float]] = {}
 
 
 _available: bool | None = None
@@ -291,29 +296,90 @@ def genai_prices_available() -> bool:
 
 def _table_price(usage: Usage, provider_id: str | None, model: str, when: datetime | None) -> Cost | None:
     key = (provider_id, model)
-    found: Any = _models.get(key)
-    if found is None:
-        from genai_prices import data_snapshot
-
-        try:
-            found = data_snapshot.get_snapshot().find_provider_model(model, None, provider_id, None)
-        except LookupError:
-            found = False
-        _models[key] = found
-    if found is False:
-        return None
-    table_provider, info = found
-    prices = _current_prices(key, info) if when is None else info.get_prices(when)
-    if id(prices) in _affine:
-        affine = _affine[id(prices)]
+    if when is None:
+        now = _now.get(key)
+        if now is None or now.until <= time.monotonic():
+            now = _price_now(key)
+            if now is None:
+                return None
+        affine, prices, table_provider, table_model = now.affine, now.prices, now.provider, now.model
     else:
-        affine = _affine[id(prices)] = _probe(prices)
+        found = _located(key)
+        if found is None:
+            return None
+        provider_info, info = found
+        prices = info.get_prices(when)
+        affine, table_provider, table_model = _affine_of(prices), provider_info.id, info.id
     if affine is not None:
         spent_in, spent_out = affine.cost(usage)
     else:  # tiered: the exact calculation every time
         calc = prices.calc_price(_table_usage(usage))
         spent_in, spent_out = calc["input_price"], calc["output_price"]
-    return Cost(spent_in + spent_out, "USD", spent_in, spent_out, table_provider.id, info.id)
+    return _usd(spent_in + spent_out, spent_in, spent_out, table_provider, table_model)
+
+
+def _located(key: tuple[str | None, str]) -> Any:
+    """The table's (provider, model) for ``key``, or None (looked up once per key)."""
+    found: Any = _models.get(key)
+    if found is None:
+        from genai_prices import data_snapshot
+
+        try:
+            found = data_snapshot.get_snapshot().find_provider_model(key[1], None, key[0], None)
+        except LookupError:
+            found = False
+        _models[key] = found
+    return found or None
+
+
+def _affine_of(prices: Any) -> _Affine | None:
+    if id(prices) in _affine:
+        return _affine[id(prices)]
+    affine = _affine[id(prices)] = _probe(prices)
+    return affine
+
+
+class _PriceNow:
+    """A model's price now, resolved (dated prices change at most daily, so it is kept for a minute): a priced call
+    then costs one lookup and a few multiplications."""
+
+    __slots__ = ("affine", "model", "prices", "provider", "until")
+
+    def __init__(self, provider: str, model: str, prices: Any, affine: _Affine | None, until: float) -> None:
+        self.provider, self.model, self.prices, self.affine, self.until = provider, model, prices, affine, until
+
+
+_now: dict[tuple[str | None, str], _PriceNow] = {}
+
+
+def _price_now(key: tuple[str | None, str]) -> _PriceNow | None:
+    found = _located(key)
+    if found is None:
+        return None
+    provider_info, info = found
+    prices = info.get_prices(datetime.now(tz=UTC))
+    now = _now[key] = _PriceNow(provider_info.id, info.id, prices, _affine_of(prices), time.monotonic() + 60.0)
+    return now
+
+
+_new = object.__new__
+_set_amount, _set_currency, _set_input, _set_output, _set_provider, _set_model, _set_reason = (
+    getattr(Cost, name).__set__ for name in ("amount", "currency", "input", "output", "provider", "model", "reason")
+)
+
+
+def _usd(amount: Decimal, spent_in: Decimal, spent_out: Decimal, provider: str | None, model: str | None) -> Cost:
+    """``Cost(amount, "USD", spent_in, spent_out, provider, model)``, made in half the time: a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__``, which is most of a priced call's cost."""
+    cost: Cost = _new(Cost)
+    _set_amount(cost, amount)
+    _set_currency(cost, "USD")
+    _set_input(cost, spent_in)
+    _set_output(cost, spent_out)
+    _set_provider(cost, provider)
+    _set_model(cost, model)
+    _set_reason(cost, "")
+    return cost
 
 
 @functools.lru_cache(maxsize=256)
@@ -326,17 +392,6 @@ def _hosted_provider_id(host: str) -> str | None:
     except LookupError:
         return None
     return found
-
-
-def _current_prices(key: tuple[str | None, str], info: Any) -> Any:
-    """The model's price now: dated prices change at most daily, so the choice is kept for a minute."""
-    now = time.monotonic()
-    cached = _current.get(key)
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    prices = info.get_prices(datetime.now(tz=UTC))
-    _current[key] = (prices, now + 60.0)
-    return prices
 
 
 def _table_usage(usage: Usage) -> Any:
@@ -378,10 +433,10 @@ def price(usage: Usage, provider: str | None, model: str | None, *, when: dateti
         return Cost(Decimal(str(usage.credits)), "credits", provider=provider, model=model)
     if model is None or usage.prompt_tokens is None or usage.completion_tokens is None:
         return None
-    rates = _override(provider, model)
+    rates = _override(provider, model) if _overrides else None  # a call saved in the usual case: none set
     if rates is not None:
         spent_in, spent_out = rates.cost(usage)
-        return Cost(spent_in + spent_out, "USD", spent_in, spent_out, provider, model)
+        return _usd(spent_in + spent_out, spent_in, spent_out, provider, model)
     provider_id = PROVIDER_IDS.get(provider or "")
     if (provider_id is None and provider not in GUESSED_PROVIDERS and not _is_host(provider)) or (
         not genai_prices_available()
@@ -402,13 +457,23 @@ def _is_host(provider: str | None) -> TypeGuard[str]:
 def cost_of(usage: Usage | None) -> Cost:
     """What a response's ``usage`` cost (by its ``provider`` and ``model``): known, or unknown with the reason."""
     if usage is None:
-        return Cost(None, reason="the service reported no usage")
+        return _NO_USAGE
     provider, model = usage.provider, usage.model
     priced = price(usage, provider, model)
     if priced is not None:
         return priced
+    return _unknown(provider, model, usage.prompt_tokens is not None and usage.completion_tokens is not None)
+
+
+_NO_USAGE = Cost(None, reason="the service reported no usage")
+
+
+@functools.lru_cache(maxsize=256)
+def _unknown(provider: str | None, model: str | None, counted: bool) -> Cost:
+    """An unknown cost and why, kept per (provider, model): nothing it depends on changes while the process runs
+    (an override makes the call priced, and then this is not asked), and the reason costs microseconds to build."""
     if provider not in LOCAL_PROVIDERS and provider not in (CACHE_PROVIDER, "aixplain"):
-        if usage.prompt_tokens is None or usage.completion_tokens is None:
+        if not counted:
             reason = "the service reported no token counts"
         elif model is None:
             reason = "the model is not known"
