@@ -643,7 +643,18 @@ class LLM(BaseLLM):
                 derived["parameters"] = parameters
         return parameters
 
-    def _event_fields(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _event_fields(self, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """What an event reports of a call: provider, model and sampling parameters (for a call without kwargs,
+        worked out once when they follow from the fields; handlers only read them)."""
+        derived = self._derived_values() if not kwargs else None
+        if derived is not None:
+            fields: tuple[str, str, dict[str, Any]] | None = derived.get("event_fields")
+            if fields is None:
+                fields = derived["event_fields"] = self._work_out_event_fields(kwargs)
+            return fields
+        return self._work_out_event_fields(kwargs)
+
+    def _work_out_event_fields(self, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         parameters = dict(self._field_parameters())
         if kwargs:  # a call's own parameters over the fields' (None: the service's default)
             for name in _PARAMETERS:
@@ -653,25 +664,25 @@ class LLM(BaseLLM):
                     else:
                         parameters[name] = kwargs[name]
         model = kwargs.get("model")
-        return {
-            "provider": self._provider_name(),
-            "model": model if isinstance(model, str) else self._call_metadata().model_name,
-            "parameters": parameters,
-        }
+        return (
+            self._provider_name(),
+            model if isinstance(model, str) else self._call_metadata().model_name,
+            parameters,
+        )
 
     def _event(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> _Event:
         """One call as the callbacks see it: ``with self._event(...) as event: return event.done(response)``."""
         manager = self.callback_manager
         if not manager.handlers and not listening():
             return _Event(self, None, None)  # nobody listens: no event object, no work on the hot path
-        event = manager.start(kind, payload, kwargs, self.class_name(), **self._event_fields(kwargs))
+        event = manager.start(kind, payload, kwargs, self.class_name(), *self._event_fields(kwargs))
         return _Event(self, manager, event)
 
     def _start(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> LLMEvent | None:
         manager = self.callback_manager
         if not manager.handlers and not listening():
             return None
-        return manager.start(kind, payload, kwargs, self.class_name(), **self._event_fields(kwargs))
+        return manager.start(kind, payload, kwargs, self.class_name(), *self._event_fields(kwargs))
 
     def _observed(self, event: LLMEvent | None, gen: Iterator[R]) -> Generator[R, None, None]:
         """A stream as callbacks see it (:meth:`_observe`), or, when nobody listens, just stamped (:meth:`_stamped`)."""
