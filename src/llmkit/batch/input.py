@@ -88,6 +88,16 @@ def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
     return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.call_kwargs())
 
 
+def line_id(text: str | bytes, line: int) -> str:
+    """The ``custom_id`` :func:`parse_line` gives the line (``line-<n>`` when it has none, or is not JSON), without
+    reading the request: what a Ray job's driver needs to skip done lines while the workers parse the rest."""
+    try:
+        data = from_json(text)
+    except ValueError:
+        return f"line-{line}"
+    return _custom_id(data, line)
+
+
 def parse_line(text: str | bytes, line: int) -> BatchRequest | BadLine:
     """One input line as a request, or a :class:`BadLine` saying what is wrong with it."""
     try:

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmkit.batch.input import BadLine, BatchRequest, count_lines, parse_line, read_lines
+from llmkit.batch.input import BadLine, BatchRequest, count_lines, line_id, parse_line, read_lines
 from llmkit.batch.limits import Gate, Limits, LocalGate, RedisGate
 from llmkit.batch.output import FsyncPolicy, IdSet, ResultWriter, drop_failed, encode, scan
 from llmkit.errors import ConfigurationError, InputError, LLMError, UsageError
@@ -61,18 +61,34 @@ class Stats:
 
     def add(self, record: dict[str, Any]) -> None:
         """Count a record written."""
-        if record.get("error") is None:
-            self.succeeded += 1
-        else:
+        self.count(*tally(record))
+
+    def count(self, failed: bool, tokens: int, usd: str | None, unknown_cost: bool) -> None:
+        """Count a record written, from its :func:`tally`."""
+        if failed:
             self.failed += 1
-        usage = record.get("usage") or {}
-        self.tokens += usage.get("total_tokens") or 0
-        cost = record.get("cost")
-        if cost and cost.get("amount") is not None:
-            if cost.get("currency", "USD") == "USD":
-                self.cost += Decimal(cost["amount"])
-        elif record.get("error") is None:
+        else:
+            self.succeeded += 1
+        self.tokens += tokens
+        if usd is not None:
+            self.cost += Decimal(usd)
+        elif unknown_cost:
             self.unknown_cost += 1
+
+
+Tally = tuple[bool, int, str | None, bool]
+
+
+def tally(record: dict[str, Any]) -> Tally:
+    """What the counts take from a record: whether it failed, its tokens, its USD cost (the record's decimal string)
+    or None, and whether it is an answer without a known cost. (A Ray worker sends this beside the encoded line.)"""
+    failed = record.get("error") is not None
+    usage = record.get("usage")
+    tokens = (usage.get("total_tokens") or 0) if usage else 0
+    cost = record.get("cost")
+    if cost and cost.get("amount") is not None:
+        return failed, tokens, cost["amount"] if cost.get("currency", "USD") == "USD" else None, False
+    return failed, tokens, None, not failed
 
 
 @dataclass
@@ -400,26 +416,47 @@ class Job:
         A line whose ``custom_id`` an earlier line has is bad: it is not sent (its answer would have no id of its
         own), and its error record is ``line-<n>``'s."""
         item = parse_line(text, number)
-        if not self.seen.add_new(item.custom_id):
-            item = BadLine(
-                f"line-{number}",
-                number,
-                f"line {number}: custom_id {item.custom_id!r} is an earlier line's; give every line its own "
-                "custom_id (this line was not sent)",
-            )
-            self.seen.add(item.custom_id)
-        if self._resuming and item.custom_id in self.done:
-            self.stats.skipped += 1
+        if not self._admit_id(item.custom_id, number):
             return None
         if isinstance(item, BadLine):
             self.write(bad_line_record(item))
             return None
         return item
 
+    def admit_line(self, number: int, text: str | bytes) -> bool:
+        """Whether to send an input line to be parsed and answered elsewhere (a Ray worker, which writes a bad
+        line's error record as :meth:`admit` does here): False when it is done, or repeats an earlier line's id."""
+        return self._admit_id(line_id(text, number), number)
+
+    def _admit_id(self, custom_id: str, number: int) -> bool:
+        """Whether line ``number`` with ``custom_id`` is still to answer; a repeated id's error is written here."""
+        if not self.seen.add_new(custom_id):
+            bad = BadLine(
+                f"line-{number}",
+                number,
+                f"line {number}: custom_id {custom_id!r} is an earlier line's; give every line its own "
+                "custom_id (this line was not sent)",
+            )
+            self.seen.add(bad.custom_id)
+            if self._resuming and bad.custom_id in self.done:
+                self.stats.skipped += 1
+            else:
+                self.write(bad_line_record(bad))
+            return False
+        if self._resuming and custom_id in self.done:
+            self.stats.skipped += 1
+            return False
+        return True
+
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and count it."""
         self.writer.write_line(encode(record))
         self.stats.add(record)
+
+    def write_line(self, line: bytes, counts: Tally) -> None:
+        """Append one record encoded elsewhere (:func:`~llmkit.batch.output.encode`), with its :func:`tally`."""
+        self.writer.write_line(line)
+        self.stats.count(*counts)
 
     def close(self) -> None:
         self.writer.close()
