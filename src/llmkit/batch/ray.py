@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -25,8 +26,11 @@ from llmkit.batch.output import encode
 from llmkit.batch.runner import Engine, EngineOptions, Job, Tally, bad_line_record, tally
 from llmkit.errors import missing_extra
 
-#: Chunks a worker holds at once: one running while the next is on its way.
-_CHUNKS_PER_WORKER = 3
+#: How long a worker that has an answer waits for more before it returns them (fewer, fuller calls).
+_LINGER = 0.005
+
+#: A worker's answer to one line: its record encoded, with its counts; None when the budget stopped it unsent.
+Answer = tuple[bytes, Tally] | None
 
 
 class GateActor:
@@ -59,7 +63,8 @@ class ActorGate:
 
 
 class Worker:
-    """One Ray actor: an engine answering chunks of requests, ``concurrency`` at a time over all its chunks."""
+    """One Ray actor: an engine whose ``concurrency`` loops each take the next line the driver has handed over (as
+    local mode's workers each take the next input line); :meth:`exchange` hands lines over and returns what is done."""
 
     def __init__(self, llm: Any, gate: Any, options: EngineOptions, concurrency: int) -> None:
         if isinstance(gate, tuple):  # ("redis", url, job, rpm, tpm, budget): each worker opens its own connection
@@ -71,26 +76,52 @@ class Worker:
             gate = ActorGate(gate)
         self.engine = Engine(llm, gate, options)
         self.concurrency = concurrency
-        self._slots: asyncio.Semaphore | None = None
+        self._pending: deque[tuple[int, str | bytes]] = deque()
+        self._done: list[Answer] = []
+        self._unanswered = 0  # lines taken and not yet returned
+        self._failure: BaseException | None = None
+        self._more = asyncio.Event()  # set while lines are pending (an Event binds to the loop that first waits)
+        self._answered = asyncio.Event()  # set while answers wait in _done (or a loop failed)
+        self._loops: list[asyncio.Task[None]] = []
 
-    async def process(self, lines: list[tuple[int, str | bytes]]) -> list[tuple[bytes, Tally] | None]:
-        """Parse and answer a chunk of input lines: each one's record encoded, with its counts (None: not sent,
-        the budget is reached)."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
+    async def exchange(self, lines: list[tuple[int, str | bytes]], batch: int) -> list[Answer]:
+        """Take ``lines`` to answer; return the answers done since the last call, at least one while any line is
+        unanswered (having one, it lingers a few ms for up to ``batch``, so that one call carries many)."""
+        if not self._loops:
             await self.engine.warm_up()
-        slots, engine = self._slots, self.engine
+            self._loops = [asyncio.create_task(self._loop()) for _ in range(self.concurrency)]
+        if lines:
+            self._pending.extend(lines)
+            self._unanswered += len(lines)
+            self._more.set()
+        if not self._done and self._unanswered:
+            await self._answered.wait()
+        if self._failure is None and len(self._done) < min(batch, self._unanswered):
+            await asyncio.sleep(_LINGER)
+        if self._failure is not None:
+            raise self._failure
+        done, self._done = self._done, []
+        self._unanswered -= len(done)
+        self._answered.clear()
+        return done
 
-        async def one(number: int, text: str | bytes) -> tuple[bytes, Tally] | None:
-            item = parse_line(text, number)
-            if isinstance(item, BadLine):
-                record: dict[str, Any] | None = bad_line_record(item)
-            else:
-                async with slots:
-                    record = await engine.process(item)
-            return None if record is None else (encode(record), tally(record))
-
-        return list(await asyncio.gather(*(one(number, text) for number, text in lines)))
+    async def _loop(self) -> None:
+        engine, pending, more, answered = self.engine, self._pending, self._more, self._answered
+        while True:
+            if not pending:
+                more.clear()
+                await more.wait()
+                continue
+            number, text = pending.popleft()
+            try:
+                item = parse_line(text, number)
+                record = bad_line_record(item) if isinstance(item, BadLine) else await engine.process(item)
+            except BaseException as exc:  # not a line's error (those are records): the job's, raised to the driver
+                self._failure = exc
+                answered.set()
+                raise
+            self._done.append(None if record is None else (encode(record), tally(record)))
+            answered.set()
 
 
 def _gate_for_workers(ray: Any, gate: Gate) -> Any:
@@ -127,59 +158,54 @@ async def run_on_ray(
         shared = _gate_for_workers(ray, gate)
         actor = ray.remote(num_cpus=1)(Worker)
         pool = [actor.remote(llm, shared, options, per_worker) for _ in range(count)]
-        await _dispatch(input, job, pool, max(1, math.ceil(per_worker / 2)))
+        await _dispatch(input, job, pool, per_worker)
     finally:
         if started:
             ray.shutdown()
 
 
-async def _dispatch(input: str | Path | Iterable[Any], job: Job, pool: list[Any], size: int) -> None:
-    slots: asyncio.Queue[Any] = asyncio.Queue()
-    for _ in range(_CHUNKS_PER_WORKER):
-        for worker in pool:
-            slots.put_nowait(worker)
-    tasks: set[asyncio.Task[None]] = set()
-    stop = asyncio.Event()
+async def _dispatch(input: str | Path | Iterable[Any], job: Job, pool: list[Any], per_worker: int) -> None:
+    # One driver loop per worker, each taking the next input lines itself (no queue, as in local mode): it keeps
+    # ``per_worker`` lines in flight at its worker plus ``batch`` waiting there, so a worker never waits for the
+    # driver, and each exchange returns the records done meanwhile (a slow request holds back no other's record).
+    batch = max(1, math.ceil(per_worker / 2))
+    lines = read_lines(input)
+    stop = False
 
-    async def send(worker: Any, chunk: list[tuple[int, str | bytes]]) -> None:
-        try:
-            answers = await worker.process.remote(chunk)
-        finally:
-            job.stats.in_flight -= len(chunk)
-            slots.put_nowait(worker)
-        for answer in answers:
-            if answer is None:
-                job.stats.not_sent += 1
-                job.stopped = "budget reached: rerun with a larger budget to send the remaining lines"
-                stop.set()
-            else:
-                job.write_line(*answer)
+    async def drive(worker: Any) -> None:
+        nonlocal stop
+        unanswered = passed = 0
+        while True:
+            sending: list[tuple[int, str | bytes]] = []
+            want = per_worker + batch - unanswered
+            if not stop and want > 0:
+                # The driver reads only each line's custom_id (to skip done lines and repeated ids); the worker
+                # parses the request, and a raw line pickles in a fraction of the time of its parsed messages.
+                for number, text in lines:
+                    if job.admit_line(number, text):
+                        sending.append((number, text))
+                        if len(sending) >= want:
+                            break
+                    else:
+                        passed += 1
+                        if passed % 1024 == 0:  # a long run of done lines (a resume) lets the answers in
+                            await asyncio.sleep(0)
+            if not sending and not unanswered:
+                return
+            job.stats.in_flight += len(sending)
+            unanswered += len(sending)
+            answers = await worker.exchange.remote(sending, batch)
+            unanswered -= len(answers)
+            job.stats.in_flight -= len(answers)
+            for answer in answers:
+                if answer is None:
+                    job.stats.not_sent += 1
+                    job.stopped = "budget reached: rerun with a larger budget to send the remaining lines"
+                    stop = True
+                else:
+                    job.write_line(*answer)
 
-    async def submit(chunk: list[tuple[int, str | bytes]]) -> None:
-        worker = await slots.get()
-        job.stats.in_flight += len(chunk)
-        task = asyncio.create_task(send(worker, chunk))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    # The driver reads only each line's custom_id (to skip done lines and repeated ids); the workers parse the
-    # requests, in parallel, and a raw line pickles in a fraction of the time of its parsed messages.
-    chunk: list[tuple[int, str | bytes]] = []
-    passed = 0
-    for number, text in read_lines(input):
-        if stop.is_set():
-            break
-        if not job.admit_line(number, text):
-            passed += 1
-            if passed % 1024 == 0:  # a long run of done lines (a resume) lets finished chunks be written
-                await asyncio.sleep(0)
-            continue
-        chunk.append((number, text))
-        if len(chunk) >= size:
-            await submit(chunk)
-            chunk = []
-            await asyncio.sleep(0)  # let finished chunks be written while the input is read
-    if chunk and not stop.is_set():
-        await submit(chunk)
-    while tasks:
-        await asyncio.gather(*list(tasks))
+    try:
+        await asyncio.gather(*(drive(worker) for worker in pool))
+    finally:
+        lines.close()  # the input file, when a stop left lines unread
