@@ -206,6 +206,8 @@ async def _dispatch(input: str | Path | Iterable[Any], job: Job, pool: list[Any]
                 # The driver reads only each line's custom_id (to skip done lines and repeated ids); the worker
                 # parses the request, and a raw line pickles in a fraction of the time of its parsed messages.
                 for number, text in lines:
+                    if stop:  # the budget, reached while this loop let the answers in
+                        break
                     if job.admit_line(number, text):
                         sending.append((number, text))
                         if len(sending) >= want:
