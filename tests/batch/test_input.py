@@ -82,3 +82,20 @@ def test_read_lines_streams_files_and_iterables(tmp_path: Path) -> None:
     assert [(n, json.loads(t)["prompt"]) for n, t in read_lines(path)] == [(1, "a"), (4, "b")]
     assert count_lines(path) == 4
     assert [n for n, _ in read_lines([{"prompt": "x"}, "", '{"prompt": "y"}'])] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('{"custom_id": "a", "prompt": "x"}', 1),
+        ('{"custom_id": 12, "body": {"messages": "nope"}}', 2),
+        ('{"prompt": 3}', 3),
+        ("{not json", 4),
+        ("[1, 2]", 5),
+        ('{"custom_id": "", "prompt": "x"}', 6),
+    ],
+)
+def test_line_id_is_the_custom_id_parse_line_gives(text: str, line: int) -> None:
+    from llmkit.batch.input import line_id
+
+    assert line_id(text, line) == parse_line(text, line).custom_id

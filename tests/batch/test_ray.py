@@ -4,12 +4,14 @@ with one rpm for every worker."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,21 +59,56 @@ def by_id(path: Path) -> dict[str, dict[str, Any]]:
 @pytest.mark.usefixtures("ray_cluster")
 def test_ray_run_writes_the_same_records_as_local_mode_and_resumes(fault_server: FaultServer, tmp_path: Path) -> None:
     source = write_input(tmp_path / "in.jsonl", 300)
-    with source.open("a") as extra:
-        extra.write("{broken\n")
+    with source.open("a") as extra:  # bad lines: not JSON, not a request, a repeated custom_id
+        extra.write('{broken\n{"custom_id": "x", "prompt": 3}\n{"custom_id": "q7", "prompt": "again"}\n')
     llm = OpenAILike(model="echo", api_base=fault_server.url)
     local = llmkit.batch.run(source, tmp_path / "local.jsonl", llm, concurrency=8)
     assert local.succeeded == 300
-    assert local.failed == 1
+    assert local.failed == 3
 
     # A Ray run that resumes a crashed one: the first 100 records are there, the last one cut short.
     lines = (tmp_path / "local.jsonl").read_bytes().splitlines(keepends=True)
     (tmp_path / "ray.jsonl").write_bytes(b"".join(lines[:100]) + lines[100][:20])
     result = llmkit.batch.run(source, tmp_path / "ray.jsonl", llm, concurrency=8, ray=True, budget=100)
     assert result.skipped == 100
-    assert result.succeeded + result.failed == 201
+    assert (result.succeeded, result.failed) == (200, 3)
     assert result.complete
     assert by_id(tmp_path / "ray.jsonl") == by_id(tmp_path / "local.jsonl")
+    assert by_id(tmp_path / "ray.jsonl")["line-303"]["error"]["type"] == "InputError"
+
+
+def test_a_worker_returns_each_answer_when_it_is_done_not_with_its_slowest_neighbour() -> None:
+    # The worker class without Ray: its loops take the lines handed over, and an exchange returns what is done.
+    from llmkit.batch.ray import Worker
+    from llmkit.batch.runner import EngineOptions
+    from llmkit.providers.function import FunctionLLM
+
+    release = threading.Event()
+
+    def answer(messages: Any, kwargs: Any) -> str:
+        if messages[-1].content == "slow":
+            release.wait(30)
+        return "ok"
+
+    worker = Worker(FunctionLLM(chat_fn=answer), None, EngineOptions(), concurrency=4)
+    lines: list[tuple[int, str | bytes]] = [(1, '{"custom_id": "s", "prompt": "slow"}'), (2, "{broken")]
+    lines += [(n, json.dumps({"custom_id": f"q{n}", "prompt": "hi"})) for n in range(3, 9)]
+
+    async def exchange() -> tuple[list[Any], list[Any]]:
+        first: list[Any] = []
+        while len(first) < 7:  # every line but the slow one, while it still runs
+            first += await worker.exchange(lines if not first else [], 8)
+        release.set()
+        return first, await worker.exchange([], 8)
+
+    first, last = asyncio.run(exchange())
+    records = [json.loads(answer[0]) for answer in first]
+    assert sorted(record["custom_id"] for record in records) == ["line-2", *(f"q{n}" for n in range(3, 9))]
+    assert [(answer[1][0], json.loads(answer[0])["error"]["type"]) for answer in first if answer[1][0]] == [
+        (True, "InputError")
+    ]
+    assert [json.loads(answer[0])["custom_id"] for answer in last] == ["s"]
+    assert last[0][1] == (False, 0, None, True)  # the counts beside the line: ok, no tokens, no known cost
 
 
 def _ray_start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -22,15 +22,19 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic_core import from_json
 
 from llmkit.types import ChatMessage, MessageRole
+
+if TYPE_CHECKING:
+    from llmkit.wire.openai import ChatRequest
 
 #: Keys of a plain line that are not sampling parameters.
 _PLAIN_KEYS = frozenset({"custom_id", "prompt", "messages"})
@@ -69,11 +73,29 @@ def _custom_id(data: Any, line: int) -> str:
     return f"line-{line}"
 
 
-def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
+@functools.cache
+def _parse_chat_request() -> Callable[[Any], ChatRequest]:
+    # imported once (the wire module pulls in the HTTP stack), not on every line: an import statement in a function
+    # costs ~1 us each time it runs
     from llmkit.wire.openai import parse_chat_request
 
-    parsed = parse_chat_request({k: v for k, v in body.items() if k not in _DROPPED})
+    return parse_chat_request
+
+
+def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
+    # the request parser leaves out model, stream and stream_options (_DROPPED) itself
+    parsed = _parse_chat_request()(body)
     return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.call_kwargs())
+
+
+def line_id(text: str | bytes, line: int) -> str:
+    """The ``custom_id`` :func:`parse_line` gives the line (``line-<n>`` when it has none, or is not JSON), without
+    reading the request: what a Ray job's driver needs to skip done lines while the workers parse the rest."""
+    try:
+        data = from_json(text)
+    except ValueError:
+        return f"line-{line}"
+    return _custom_id(data, line)
 
 
 def parse_line(text: str | bytes, line: int) -> BatchRequest | BadLine:

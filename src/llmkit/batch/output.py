@@ -228,14 +228,17 @@ class ResultWriter:
 
     def write_line(self, line: bytes) -> None:
         """Append one encoded record (a full line, newline included)."""
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             raise ValueError("the writer is closed")
-        view = memoryview(line)
-        while view:  # a regular file takes the whole line at once; the loop only guards a short write
-            written = os.write(self._fd, view)
-            view = view[written:]
+        written = os.write(fd, line)
+        if written < len(line):  # a regular file takes the whole line at once; this only guards a short write
+            view = memoryview(line)[written:]
+            while view:
+                view = view[os.write(fd, view) :]
         self._dirty = True
-        if self.fsync == "always" or (self.fsync == "batch" and time.monotonic() - self._synced >= 1.0):
+        fsync = self.fsync
+        if fsync == "always" or (fsync == "batch" and time.monotonic() - self._synced >= 1.0):
             self.sync()
 
     def sync(self) -> None:

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmkit.batch.input import BadLine, BatchRequest, count_lines, parse_line, read_lines
+from llmkit.batch.input import BadLine, BatchRequest, count_lines, line_id, parse_line, read_lines
 from llmkit.batch.limits import Gate, Limits, LocalGate, RedisGate
 from llmkit.batch.output import FsyncPolicy, IdSet, ResultWriter, drop_failed, encode, scan
 from llmkit.errors import ConfigurationError, InputError, LLMError, UsageError
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from llmkit.batch.progress import Display
     from llmkit.llm import LLM
     from llmkit.types import ChatResponse, CompletionResponse, Usage
+    from llmkit.usage.cost import Cost
 
 
 class _BudgetReached(Exception):
@@ -60,18 +61,34 @@ class Stats:
 
     def add(self, record: dict[str, Any]) -> None:
         """Count a record written."""
-        if record.get("error") is None:
-            self.succeeded += 1
-        else:
+        self.count(*tally(record))
+
+    def count(self, failed: bool, tokens: int, usd: str | None, unknown_cost: bool) -> None:
+        """Count a record written, from its :func:`tally`."""
+        if failed:
             self.failed += 1
-        usage = record.get("usage") or {}
-        self.tokens += usage.get("total_tokens") or 0
-        cost = record.get("cost")
-        if cost and cost.get("amount") is not None:
-            if cost.get("currency", "USD") == "USD":
-                self.cost += Decimal(cost["amount"])
-        elif record.get("error") is None:
+        else:
+            self.succeeded += 1
+        self.tokens += tokens
+        if usd is not None:
+            self.cost += Decimal(usd)
+        elif unknown_cost:
             self.unknown_cost += 1
+
+
+Tally = tuple[bool, int, str | None, bool]
+
+
+def tally(record: dict[str, Any]) -> Tally:
+    """What the counts take from a record: whether it failed, its tokens, its USD cost (the record's decimal string)
+    or None, and whether it is an answer without a known cost. (A Ray worker sends this beside the encoded line.)"""
+    failed = record.get("error") is not None
+    usage = record.get("usage")
+    tokens = (usage.get("total_tokens") or 0) if usage else 0
+    cost = record.get("cost")
+    if cost and cost.get("amount") is not None:
+        return failed, tokens, cost["amount"] if cost.get("currency", "USD") == "USD" else None, False
+    return failed, tokens, None, not failed
 
 
 @dataclass
@@ -120,14 +137,25 @@ def _usage_json(usage: Usage | None) -> dict[str, Any] | None:
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
-    for name in ("cache_read_tokens", "reasoning_tokens", "credits"):
-        if getattr(usage, name) is not None:
-            body[name] = getattr(usage, name)
+    if usage.cache_read_tokens is not None:
+        body["cache_read_tokens"] = usage.cache_read_tokens
+    if usage.reasoning_tokens is not None:
+        body["reasoning_tokens"] = usage.reasoning_tokens
+    if usage.credits is not None:
+        body["credits"] = usage.credits
     return body
 
 
+def _cost_json(cost: Cost) -> dict[str, Any]:
+    """A record's ``cost``: the amount as an exact decimal string, or why it is unknown."""
+    amount = cost.amount
+    if amount is None:
+        return {"amount": None, "currency": None, "reason": cost.reason or "unknown"}
+    return {"amount": f"{amount.normalize():f}" if amount else "0", "currency": cost.currency}
+
+
 class _Calls:
-    """The answers of one request's calls (one, or several for a structured answer): usage and cost summed."""
+    """The answers of one request's calls (several for a structured answer): usage and cost summed."""
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -136,17 +164,15 @@ class _Calls:
         self.reason = ""
         self.last: ChatResponse | CompletionResponse | None = None
 
-    def add(self, response: ChatResponse | CompletionResponse) -> Decimal | None:
+    def add(self, response: ChatResponse | CompletionResponse, cost: Cost) -> None:
         self.last = response
         if response.usage is not None:
             self.usage = response.usage if self.usage is None else self.usage + response.usage
-        cost = response.cost
         if cost.amount is None or (self.amount and cost.currency != self.currency):
             self.amount, self.reason = None, cost.reason or "unknown"
         elif self.amount is not None:
             self.amount += cost.amount
             self.currency = cost.currency
-        return cost.amount if cost.amount is not None and cost.currency == "USD" else None
 
     def cost_json(self) -> dict[str, Any] | None:
         if self.last is None:
@@ -211,6 +237,7 @@ class Engine:
 
     def __init__(self, llm: LLM, gate: Limits, options: EngineOptions | None = None) -> None:
         from llmkit.transport.retry import RetryPolicy, is_retryable_error
+        from llmkit.usage.cost import cost_of
 
         self.llm = llm
         self.gate = gate
@@ -221,13 +248,14 @@ class Engine:
 
             self.output_cls = output_type(self.options.schema)
         self._retryable = is_retryable_error
+        self._cost_of = cost_of  # what response.cost computes, without its import on every call
         self.policy = RetryPolicy(
             max_retries=self.options.max_retries,
             initial_delay=self.options.retry_initial_delay,
             max_delay=self.options.retry_max_delay,
         )
         # An LLM that retries by itself gets max_retries=0 per call: the engine's retries pass the gate.
-        self._call_kwargs = {"max_retries": 0} if "max_retries" in type(llm).model_fields else {}
+        self._call_kwargs: dict[str, Any] = {"max_retries": 0} if "max_retries" in type(llm).model_fields else {}
         self.model = llm.metadata.model_name
         self._cost_total = Decimal(0)
         self._cost_calls = 0
@@ -243,10 +271,8 @@ class Engine:
     def _estimate(self) -> Decimal:
         return self._cost_total / self._cost_calls if self._cost_calls else Decimal(0)
 
-    async def _gated(self, calls: _Calls, send: Callable[[], Awaitable[Any]]) -> Any:
-        if not self.gate.active:
-            calls.add(await send())
-            return calls.last
+    async def _gated(self, send: Callable[[], Awaitable[Any]]) -> tuple[Any, Cost]:
+        """One call through the gate: the response and its cost."""
         estimate = self._estimate()
         while True:
             wait = await self.gate.acquire(estimate)
@@ -255,81 +281,117 @@ class Engine:
             if math.isinf(wait):
                 raise _BudgetReached
             await asyncio.sleep(wait)
-        tokens, cost = 0, None
+        tokens, spent = 0, None
         try:
             response = await send()
-            cost = calls.add(response)
+            cost: Cost = self._cost_of(response.usage)
+            if cost.amount is not None and cost.currency == "USD":
+                spent = cost.amount
+                self._cost_total += spent
+                self._cost_calls += 1
             if response.usage is not None:
                 tokens = response.usage.total_tokens or 0
-            if cost is not None:
-                self._cost_total += cost
-                self._cost_calls += 1
-            return response
+            return response, cost
         finally:
-            await self.gate.release(estimate, tokens, cost)
+            await self.gate.release(estimate, tokens, spent)
 
-    async def _answer(self, request: BatchRequest, calls: _Calls) -> dict[str, Any]:
-        kwargs = {**request.params, **self._call_kwargs}
-        llm = self.llm
-        if request.kind == "completion":
-            assert request.prompt is not None
-            prompt = request.prompt
-            if self.gate.active:
-                completion = await self._gated(calls, lambda: llm.acomplete(prompt, **kwargs))
-            else:  # no gate: one coroutine level less on every resume of the call
-                completion = await llm.acomplete(prompt, **kwargs)
-                calls.add(completion)
-            return {
-                "response": {"status_code": 200, "body": _completion_body(completion, self.model, request.custom_id)}
-            }
-        assert request.messages is not None
-        messages = request.messages
-        if self.output_cls is None:
-            if self.gate.active:
-                response = await self._gated(calls, lambda: llm.achat(messages, **kwargs))
-            else:
-                response = await llm.achat(messages, **kwargs)
-                calls.add(response)
-            return {"response": {"status_code": 200, "body": _chat_body(response, self.model, request.custom_id)}}
+    async def _structured(self, request: BatchRequest, calls: _Calls) -> tuple[dict[str, Any], Any]:
+        """A structured answer (one call or several): the last response's body and the output as JSON."""
         from llmkit._steps import arun_steps
         from llmkit.structured import structured_steps
 
+        llm, gated = self.llm, self.gate.active
+
         async def achat(step_messages: Any, **step_kwargs: Any) -> ChatResponse:
             merged = {**step_kwargs, **self._call_kwargs}
-            answer: ChatResponse = await self._gated(calls, lambda: llm.achat(step_messages, **merged))
-            return answer
+            if gated:
+                answer, cost = await self._gated(lambda: llm.achat(step_messages, **merged))
+            else:
+                answer = await llm.achat(step_messages, **merged)
+                cost = self._cost_of(answer.usage)
+            calls.add(answer, cost)
+            return answer  # type: ignore[no-any-return]
 
-        steps = structured_steps(llm, self.output_cls, messages, llm.pydantic_program_mode, dict(request.params))
+        assert request.messages is not None
+        mode = llm.pydantic_program_mode
+        steps = structured_steps(llm, self.output_cls, request.messages, mode, dict(request.params))
         result = await arun_steps(steps, achat)
         assert calls.last is not None
         body = _chat_body(calls.last, self.model, request.custom_id)  # type: ignore[arg-type]
-        return {
-            "response": {"status_code": 200, "body": body},
-            "output": json.loads(self.output_cls.dump_json(result)),
-        }
+        return body, json.loads(self.output_cls.dump_json(result))
 
     async def process(self, request: BatchRequest) -> dict[str, Any] | None:
         """The record answering ``request``; None when the budget stopped it before it was sent."""
+        # The common request (one call, no gate) is awaited right here, one coroutine level under the worker, and
+        # its record is built in one dict: this is the engine's own cost per request.
+        llm, structured = self.llm, self.output_cls is not None and request.kind == "chat"
+        kwargs = {**request.params, **self._call_kwargs} if request.params else self._call_kwargs
+        messages, prompt = request.messages, request.prompt
         attempts = 0
         while True:
             attempts += 1
-            calls = _Calls()
+            calls: _Calls | None = None
+            response: Any = None
+            cost: Cost | None = None
             try:
-                answer = await self._answer(request, calls)
+                if structured:
+                    calls = _Calls()
+                    body, output = await self._structured(request, calls)
+                    return {
+                        "custom_id": request.custom_id,
+                        "line": request.line,
+                        "response": {"status_code": 200, "body": body},
+                        "output": output,
+                        "error": None,
+                        "attempts": attempts,
+                        "usage": _usage_json(calls.usage),
+                        "cost": calls.cost_json(),
+                    }
+                if request.kind == "chat":
+                    assert messages is not None
+                    if self.gate.active:
+                        response, cost = await self._gated(lambda: llm.achat(messages, **kwargs))
+                    else:
+                        response = await llm.achat(messages, **kwargs)
+                    if cost is None:
+                        cost = self._cost_of(response.usage)
+                    body = _chat_body(response, self.model, request.custom_id)
+                else:
+                    assert prompt is not None
+                    if self.gate.active:
+                        response, cost = await self._gated(lambda: llm.acomplete(prompt, **kwargs))
+                    else:
+                        response = await llm.acomplete(prompt, **kwargs)
+                    if cost is None:
+                        cost = self._cost_of(response.usage)
+                    body = _completion_body(response, self.model, request.custom_id)
+                return {
+                    "custom_id": request.custom_id,
+                    "line": request.line,
+                    "response": {"status_code": 200, "body": body},
+                    "error": None,
+                    "attempts": attempts,
+                    "usage": _usage_json(response.usage),
+                    "cost": _cost_json(cost),
+                }
             except _BudgetReached:  # not written: a rerun with a larger budget sends it
                 return None
             except LLMError as exc:
                 if attempts <= self.options.max_retries and self._retryable(exc):
                     await asyncio.sleep(self.policy.delay(attempts, getattr(exc, "retry_after", None)))
                     continue
-                record = error_record(request.custom_id, request.line, exc)
+                record = error_record(request.custom_id, request.line, exc, attempts)
             except (ValueError, TypeError) as exc:  # a line's parameters the LLM cannot take: that line's error
-                record = error_record(request.custom_id, request.line, exc)
+                record = error_record(request.custom_id, request.line, exc, attempts)
+            # what the calls that answered before the error used and cost
+            if calls is not None:
+                record["usage"], record["cost"] = _usage_json(calls.usage), calls.cost_json()
+            elif response is not None:
+                if cost is None:
+                    cost = self._cost_of(response.usage)
+                record["usage"], record["cost"] = _usage_json(response.usage), _cost_json(cost)
             else:
-                record = {"custom_id": request.custom_id, "line": request.line, **answer, "error": None}
-            record["attempts"] = attempts
-            record["usage"] = _usage_json(calls.usage)
-            record["cost"] = calls.cost_json()
+                record["usage"] = record["cost"] = None
             return record
 
 
@@ -354,26 +416,47 @@ class Job:
         A line whose ``custom_id`` an earlier line has is bad: it is not sent (its answer would have no id of its
         own), and its error record is ``line-<n>``'s."""
         item = parse_line(text, number)
-        if not self.seen.add_new(item.custom_id):
-            item = BadLine(
-                f"line-{number}",
-                number,
-                f"line {number}: custom_id {item.custom_id!r} is an earlier line's; give every line its own "
-                "custom_id (this line was not sent)",
-            )
-            self.seen.add(item.custom_id)
-        if self._resuming and item.custom_id in self.done:
-            self.stats.skipped += 1
+        if not self._admit_id(item.custom_id, number):
             return None
         if isinstance(item, BadLine):
             self.write(bad_line_record(item))
             return None
         return item
 
+    def admit_line(self, number: int, text: str | bytes) -> bool:
+        """Whether to send an input line to be parsed and answered elsewhere (a Ray worker, which writes a bad
+        line's error record as :meth:`admit` does here): False when it is done, or repeats an earlier line's id."""
+        return self._admit_id(line_id(text, number), number)
+
+    def _admit_id(self, custom_id: str, number: int) -> bool:
+        """Whether line ``number`` with ``custom_id`` is still to answer; a repeated id's error is written here."""
+        if not self.seen.add_new(custom_id):
+            bad = BadLine(
+                f"line-{number}",
+                number,
+                f"line {number}: custom_id {custom_id!r} is an earlier line's; give every line its own "
+                "custom_id (this line was not sent)",
+            )
+            self.seen.add(bad.custom_id)
+            if self._resuming and bad.custom_id in self.done:
+                self.stats.skipped += 1
+            else:
+                self.write(bad_line_record(bad))
+            return False
+        if self._resuming and custom_id in self.done:
+            self.stats.skipped += 1
+            return False
+        return True
+
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and count it."""
         self.writer.write_line(encode(record))
         self.stats.add(record)
+
+    def write_line(self, line: bytes, counts: Tally) -> None:
+        """Append one record encoded elsewhere (:func:`~llmkit.batch.output.encode`), with its :func:`tally`."""
+        self.writer.write_line(line)
+        self.stats.count(*counts)
 
     def close(self) -> None:
         self.writer.close()
