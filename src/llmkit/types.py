@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import mimetypes
+from collections.abc import Callable
 from enum import StrEnum
 from io import BytesIO, IOBase
 from pathlib import Path
@@ -607,12 +609,18 @@ class ChatResponse(BaseModel):
     @property
     def cost(self) -> Cost:
         """What this call cost, priced from ``usage`` (see :func:`llmkit.usage.cost.cost_of`); never a made-up 0."""
-        from llmkit.usage.cost import cost_of
-
-        return cost_of(self.usage)
+        return _cost_of()(self.usage)
 
     def __str__(self) -> str:
         return str(self.message)
+
+
+@functools.cache
+def _cost_of() -> Callable[[Usage | None], Cost]:
+    """Pricing, imported on first use (it loads the price table) and not again per access."""
+    from llmkit.usage.cost import cost_of
+
+    return cost_of
 
 
 class CompletionResponse(BaseModel):
@@ -630,9 +638,7 @@ class CompletionResponse(BaseModel):
     @property
     def cost(self) -> Cost:
         """What this call cost, priced from ``usage`` (see :func:`llmkit.usage.cost.cost_of`); never a made-up 0."""
-        from llmkit.usage.cost import cost_of
-
-        return cost_of(self.usage)
+        return _cost_of()(self.usage)
 
     def __str__(self) -> str:
         return self.text
