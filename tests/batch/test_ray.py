@@ -22,6 +22,7 @@ import pytest
 import llmkit.batch
 from llmkit.batch.limits import rpm_window
 from llmkit.providers.openai import OpenAILike
+from llmkit.usage import clear_prices, set_price
 from tests.batch.test_runner import _cli, _env, attempts, write_input
 from tests.conftest import free_port
 from tests.servers import fault
@@ -56,7 +57,15 @@ def by_id(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-@pytest.mark.usefixtures("ray_cluster")
+@pytest.fixture
+def echo_priced() -> Iterator[None]:
+    """A price set in the driver only: the Ray workers must price records with it as local mode does."""
+    set_price("m", provider="openai_compatible", input=1, output=2)  # the model the fault server answers as
+    yield
+    clear_prices()
+
+
+@pytest.mark.usefixtures("ray_cluster", "echo_priced")
 def test_ray_run_writes_the_same_records_as_local_mode_and_resumes(fault_server: FaultServer, tmp_path: Path) -> None:
     source = write_input(tmp_path / "in.jsonl", 300)
     with source.open("a") as extra:  # bad lines: not JSON, not a request, a repeated custom_id
@@ -64,6 +73,7 @@ def test_ray_run_writes_the_same_records_as_local_mode_and_resumes(fault_server:
     llm = OpenAILike(model="echo", api_base=fault_server.url)
     local = llmkit.batch.run(source, tmp_path / "local.jsonl", llm, concurrency=8)
     assert local.succeeded == 300
+    assert local.cost > 0
     assert local.failed == 3
 
     # A Ray run that resumes a crashed one: the first 100 records are there, the last one cut short.

@@ -38,6 +38,7 @@ from llmkit.batch.limits import Gate, LocalGate, RedisGate
 from llmkit.batch.output import encode
 from llmkit.batch.runner import Engine, EngineOptions, Job, Tally, bad_line_record, tally
 from llmkit.errors import missing_extra
+from llmkit.usage.cost import price_overrides, set_prices
 
 #: How long a worker that has an answer waits for a batch of them before it returns what it has (fewer, fuller
 #: calls: a Ray call costs the driver ~0.1 ms of CPU).
@@ -80,7 +81,11 @@ class Worker:
     """One Ray actor: an engine whose ``concurrency`` loops each take the next line the driver has handed over (as
     local mode's workers each take the next input line); :meth:`exchange` hands lines over and returns what is done."""
 
-    def __init__(self, llm: Any, gate: Any, options: EngineOptions, concurrency: int) -> None:
+    def __init__(
+        self, llm: Any, gate: Any, options: EngineOptions, concurrency: int, prices: list[Any] | None = None
+    ) -> None:
+        if prices:  # the driver's price overrides (set_price, load_prices): records are priced as in local mode
+            set_prices(prices)
         if isinstance(gate, tuple):  # ("redis", url, job, rpm, tpm, budget): each worker opens its own connection
             _, url, job, rpm, tpm, budget = gate
             gate = RedisGate(url, job, rpm=rpm, tpm=tpm, budget=budget)
@@ -181,7 +186,8 @@ async def run_on_ray(
         per_worker = max(1, math.ceil(concurrency / count))
         shared = _gate_for_workers(ray, gate)
         actor = ray.remote(num_cpus=1)(Worker)
-        pool = [actor.remote(llm, shared, options, per_worker) for _ in range(count)]
+        prices = price_overrides()
+        pool = [actor.remote(llm, shared, options, per_worker, prices) for _ in range(count)]
         await _dispatch(input, job, pool, per_worker)
     finally:
         if started:

@@ -6,7 +6,17 @@ Example:
 
 from __future__ import annotations
 
-from llmkit.usage.cost import Cost, clear_prices, cost_of, load_prices, price, server_provider, set_price
+from llmkit.usage.cost import (
+    Cost,
+    clear_prices,
+    cost_of,
+    load_prices,
+    price,
+    price_overrides,
+    server_provider,
+    set_price,
+    set_prices,
+)
 from llmkit.usage.tracker import CostTracker, Totals, attribution
 
 __all__ = [
@@ -18,6 +28,8 @@ __all__ = [
     "cost_of",
     "load_prices",
     "price",
+    "price_overrides",
     "server_provider",
     "set_price",
+    "set_prices",
 ]

@@ -38,7 +38,7 @@ import json
 import threading
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -230,6 +230,33 @@ def load_prices(source: str | Path | Mapping[str, Any]) -> None:
             output=entry["output"],
             cache_read=entry.get("cache_read"),
             cache_write=entry.get("cache_write"),
+        )
+
+
+def price_overrides() -> list[tuple[str | None, str, Rates]]:
+    """The overrides in force, as ``(provider, model, rates)``: what another process (a Ray worker) needs to price
+    calls as this one does (:func:`set_prices`).
+
+    Example:
+        >>> set_price("house-model", input=0.5, output=1.5, provider="vllm")
+        >>> price_overrides()
+        [('vllm', 'house-model', Rates(input=Decimal('0.5'), output=Decimal('1.5'), cache_read=None, cache_write=None))]
+        >>> clear_prices()
+    """
+    with _lock:
+        return [(provider, model, rates) for (provider, model), rates in _overrides.items()]
+
+
+def set_prices(overrides: Iterable[tuple[str | None, str, Rates]]) -> None:
+    """Set overrides as :func:`price_overrides` lists them."""
+    for provider, model, rates in overrides:
+        set_price(
+            model,
+            provider=provider,
+            input=str(rates.input),
+            output=str(rates.output),
+            cache_read=None if rates.cache_read is None else str(rates.cache_read),
+            cache_write=None if rates.cache_write is None else str(rates.cache_write),
         )
 
 
