@@ -238,6 +238,7 @@ def price_overrides() -> list[tuple[str | None, str, Rates]]:
     calls as this one does (:func:`set_prices`).
 
     Example:
+        >>> clear_prices()
         >>> set_price("house-model", input=0.5, output=1.5, provider="vllm")
         >>> price_overrides()
         [('vllm', 'house-model', Rates(input=Decimal('0.5'), output=Decimal('1.5'), cache_read=None, cache_write=None))]
