@@ -539,8 +539,8 @@ def from_openai_message(message: Any) -> ChatMessage:
         raise ValueError(f"each message needs a role among {sorted(_ROLES)}: {str(message)[:200]}")
     content = message.get("content")
     extra = {key: message[key] for key in ("tool_calls", "tool_call_id", "name") if message.get(key) is not None}
-    if content is None or isinstance(content, str):
-        return ChatMessage(role=message["role"], content=content or "", additional_kwargs=extra)
+    if content is None or isinstance(content, str):  # role and content checked: built without a second validation
+        return text_message(content or "", extra, role=MessageRole(message["role"]))
     if not isinstance(content, list):
         raise ValueError(f"message content must be a string or a list of parts: {str(content)[:200]}")
     blocks: list[Any] = []
