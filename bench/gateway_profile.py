@@ -83,7 +83,7 @@ def _raw(answer: Callable[[bytes], Awaitable[bytes]]) -> ASGIApp:
 def layer_app() -> Any:
     """The ASGI app of ``$LLMKIT_BENCH_LAYER`` (a factory, for ``uvicorn --factory`` and ``granian --factory``), in a
     process whose garbage collector is set as ``llmkit serve`` sets it, whatever the layer."""
-    from llmkit.gateway.app import tune_gc
+    from llmkit._process import tune_gc
 
     app = _layer_app(os.environ[LAYER_ENV], os.environ.get(UPSTREAM_ENV, ""))
     tune_gc()

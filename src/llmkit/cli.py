@@ -398,7 +398,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from uvicorn.config import LOGGING_CONFIG
 
-    from llmkit.gateway.app import CONFIG_ENV, create_app, tune_gc
+    from llmkit._process import tune_gc
+    from llmkit.gateway.app import CONFIG_ENV, create_app
     from llmkit.gateway.config import load_gateway_config
 
     # uvicorn's logging plus the gateway's access log (one JSON line per request), applied in every worker process.
@@ -431,6 +432,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
+    from llmkit._process import tune_gc
     from llmkit.batch import run
 
     if args.router:
@@ -439,6 +441,7 @@ def _batch(args: argparse.Namespace) -> int:
         llm = load_config(args.router)
     else:
         llm = _make_llm(argparse.Namespace(**{**vars(args), "system": None}))
+    tune_gc()  # this process runs the job (hundreds of requests in flight): the collector set as for serving
     result = run(
         args.input,
         args.output,

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import gc
 import hmac
 import itertools
 import json
@@ -39,6 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmkit._process import tune_gc
 from llmkit.errors import LLMError, missing_extra
 from llmkit.gateway.config import GatewayConfig, load_gateway_config
 from llmkit.gateway.errors import GatewayError, from_llm_error
@@ -73,7 +73,6 @@ _NOT_COMPLETION_KWARGS = frozenset(
     {"model", "prompt", "stream", "stream_options", "n", "echo", "best_of", "suffix", "user"}
 )
 CONFIG_ENV = "LLMKIT_GATEWAY_CONFIG"
-GC_THRESHOLD = 10_000  # allocations between young-generation collections in a served process (Python's default: 700)
 
 
 class _Ids:
@@ -727,18 +726,3 @@ def app_from_env() -> ASGIApp:
     app = create_app(os.environ.get(CONFIG_ENV) or None)
     tune_gc()
     return app
-
-
-def tune_gc() -> None:
-    """Set this process's garbage collector for serving (``llmkit serve`` calls it once the app is built).
-
-    With 64 requests in flight most young objects are still alive when a collection runs, so at Python's default
-    (one every 700 allocations) the collector ran about once every 35 requests, promoted what it found to the older
-    generations and took 15-20% of a request's CPU (``bench/gateway_profile.py``). One every
-    :data:`GC_THRESHOLD` allocations costs a few hundred kB at most; what was loaded at startup is frozen, never
-    scanned again.
-    """
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_THRESHOLD, older, oldest)
