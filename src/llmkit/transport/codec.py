@@ -1,9 +1,10 @@
 """JSON on the wire, written once for every request and answer: the hot path of every call.
 
 Bodies are encoded as httpx encodes them (compact, UTF-8, no NaN), with the standard library's C encoder kept
-across calls (``json.dumps`` with options builds a new one per call, half its cost for a chat request). Answers and
-stream events are decoded by pydantic-core's parser (already a dependency): about 3x ``json.loads`` on a typical
-reply, nesting bounded, keys interned.
+across calls, one per thread (``json.dumps`` with options builds a new one per call, half its cost for a chat
+request). Answers and stream events are decoded by pydantic-core's parser (already a dependency): about 3x
+``json.loads`` on a typical reply. What it refuses and ``json.loads`` reads (a lone surrogate escape such as a split
+emoji from a Python server, a UTF-8 byte-order mark, nesting beyond 200 levels) is read by ``json.loads``.
 
 Example:
     >>> encode_json({"model": "m", "messages": [{"role": "user", "content": "héllo"}]})
@@ -15,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,24 +24,43 @@ from pydantic_core import from_json
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # absent without the C accelerator
-_c_encoder: Callable[[Any, int], tuple[str, ...] | list[str]] | None = None
-if _c_make_encoder is not None:
-    # markers=None: no per-call table of containers seen (a circular value hits the recursion limit instead)
-    _c_encoder = _c_make_encoder(
-        None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-    )
+_local = threading.local()
+
+_Encode = Callable[[Any, int], "tuple[str, ...] | list[str]"]
+
+
+def _c_encoder() -> tuple[_Encode, dict[int, Any]]:
+    """This thread's C encoder and the table of containers it is inside (how it refuses a circular value)."""
+    made: tuple[_Encode, dict[int, Any]] | None = getattr(_local, "encoder", None)
+    if made is None:
+        markers: dict[int, Any] = {}
+        assert _c_make_encoder is not None
+        encode = _c_make_encoder(
+            markers, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+        made = _local.encoder = (encode, markers)
+    return made
 
 
 def encode_json(value: Any) -> bytes:
-    """A JSON request body (compact, UTF-8, NaN refused: ``ValueError``; a circular value: ``ValueError``)."""
-    if _c_encoder is None:
+    """A JSON request body (compact, UTF-8; NaN and circular values refused with ``ValueError``)."""
+    if _c_make_encoder is None:
         return _ENCODER.encode(value).encode("utf-8")
+    encode, markers = _c_encoder()
     try:
-        return "".join(_c_encoder(value, 0)).encode("utf-8")
-    except RecursionError:
-        raise ValueError("the JSON body is circular (or nested too deeply to send)") from None
+        return "".join(encode(value, 0)).encode("utf-8")
+    except BaseException:
+        markers.clear()  # an encoding stopped half-way leaves the containers it was inside
+        raise
 
 
 def decode_json(data: bytes | str) -> Any:
     """A JSON answer or stream event; ``ValueError`` when it is not one JSON value."""
-    return from_json(data, cache_strings="keys")
+    try:
+        return from_json(data, cache_strings="keys")
+    except ValueError:
+        pass  # the rare reply pydantic-core refuses and json.loads reads (see the module's docstring)
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("the JSON value is nested too deeply to read") from None
