@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 
 Model = TypeVar("Model")
 R = TypeVar("R", ChatResponse, CompletionResponse)
+T = TypeVar("T")
 
 ChatResponseGen = Generator[ChatResponse, None, None]
 CompletionResponseGen = Generator[CompletionResponse, None, None]
@@ -499,15 +500,20 @@ class LLM(BaseLLM):
             derived = private["_derived"] = {"owner": id(self)}
         return derived
 
-    def _call_metadata(self) -> LLMMetadata:
-        """``metadata`` as calls read it (built once when it follows from the fields)."""
+    def _derived_value(self, key: str, work_out: Callable[[], T]) -> T:
+        """A value that follows from the fields: kept under ``key`` when the provider says so (until a field is
+        set), else worked out per call."""
         derived = self._derived_values()
         if derived is None:
-            return self.metadata
-        metadata = derived.get("metadata")
-        if metadata is None:
-            metadata = derived["metadata"] = self.metadata
-        return metadata
+            return work_out()
+        value: T | None = derived.get(key)
+        if value is None:
+            value = derived[key] = work_out()
+        return value
+
+    def _call_metadata(self) -> LLMMetadata:
+        """``metadata`` as calls read it (built once when it follows from the fields)."""
+        return self._derived_value("metadata", lambda: self.metadata)
 
     @classmethod
     def class_name(cls) -> str:
@@ -580,17 +586,14 @@ class LLM(BaseLLM):
 
     def _routing(self) -> tuple[bool, bool]:
         """(chat calls go to the completion family, completion calls go to the chat family)."""
-        derived = self._derived_values()
-        routes = derived.get("routes") if derived is not None else None
-        if routes is None:
-            capabilities, chat_model = self._capabilities(), self._call_metadata().is_chat_model
-            routes = (
-                not capabilities.chat or (capabilities.completion and not chat_model),
-                not capabilities.completion or (capabilities.chat and chat_model),
-            )
-            if derived is not None:
-                derived["routes"] = routes
-        return routes
+        return self._derived_value("routes", self._work_out_routing)
+
+    def _work_out_routing(self) -> tuple[bool, bool]:
+        capabilities, chat_model = self._capabilities(), self._call_metadata().is_chat_model
+        return (
+            not capabilities.chat or (capabilities.completion and not chat_model),
+            not capabilities.completion or (capabilities.chat and chat_model),
+        )
 
     def _chat_via_completion(self) -> bool:
         return self._routing()[0]
@@ -632,27 +635,18 @@ class LLM(BaseLLM):
 
     def _field_parameters(self) -> dict[str, Any]:
         """The sampling parameters this LLM's fields set (the ones events report)."""
-        derived = self._derived_values()
-        parameters = derived.get("parameters") if derived is not None else None
-        if parameters is None:
-            fields = type(self).model_fields  # only declared fields: a missing attribute costs pydantic an exception
-            parameters = {
-                name: value for name in _PARAMETERS if name in fields and (value := getattr(self, name)) is not None
-            }
-            if derived is not None:
-                derived["parameters"] = parameters
-        return parameters
+        return self._derived_value("parameters", self._work_out_field_parameters)
+
+    def _work_out_field_parameters(self) -> dict[str, Any]:
+        fields = type(self).model_fields  # only declared fields: a missing attribute costs pydantic an exception
+        return {name: value for name in _PARAMETERS if name in fields and (value := getattr(self, name)) is not None}
 
     def _event_fields(self, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         """What an event reports of a call: provider, model and sampling parameters (for a call without kwargs,
         worked out once when they follow from the fields; handlers only read them)."""
-        derived = self._derived_values() if not kwargs else None
-        if derived is not None:
-            fields: tuple[str, str, dict[str, Any]] | None = derived.get("event_fields")
-            if fields is None:
-                fields = derived["event_fields"] = self._work_out_event_fields(kwargs)
-            return fields
-        return self._work_out_event_fields(kwargs)
+        if kwargs:
+            return self._work_out_event_fields(kwargs)
+        return self._derived_value("event_fields", lambda: self._work_out_event_fields(kwargs))
 
     def _work_out_event_fields(self, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         parameters = dict(self._field_parameters())

@@ -347,24 +347,20 @@ class Engine:
                         "usage": _usage_json(calls.usage),
                         "cost": calls.cost_json(),
                     }
+                send: Callable[[], Awaitable[Any]]
+                as_body: Callable[[Any, str, str], dict[str, Any]]
                 if request.kind == "chat":
                     assert messages is not None
-                    if self.gate.active:
-                        response, cost = await self._gated(lambda: llm.achat(messages, **kwargs))
-                    else:
-                        response = await llm.achat(messages, **kwargs)
-                    if cost is None:
-                        cost = self._cost_of(response.usage)
-                    body = _chat_body(response, self.model, request.custom_id)
+                    send, as_body = (lambda: llm.achat(messages, **kwargs)), _chat_body
                 else:
                     assert prompt is not None
-                    if self.gate.active:
-                        response, cost = await self._gated(lambda: llm.acomplete(prompt, **kwargs))
-                    else:
-                        response = await llm.acomplete(prompt, **kwargs)
-                    if cost is None:
-                        cost = self._cost_of(response.usage)
-                    body = _completion_body(response, self.model, request.custom_id)
+                    send, as_body = (lambda: llm.acomplete(prompt, **kwargs)), _completion_body
+                if self.gate.active:
+                    response, cost = await self._gated(send)
+                else:
+                    response = await send()
+                    cost = self._cost_of(response.usage)
+                body = as_body(response, self.model, request.custom_id)
                 return {
                     "custom_id": request.custom_id,
                     "line": request.line,

@@ -128,14 +128,11 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     def _provider_name(self) -> str:
         """The server kind the profile names; for a generic server, the hosted service its URL names (priced from its
         rates) or ``openai_compatible`` for one on this machine or a private network (unpriced unless told)."""
-        derived = self._derived_values()
-        provider = derived.get("provider") if derived is not None else None
-        if provider is None:
-            name = self.profile.name
-            provider = server_provider(self.api_base) if name == "generic" else name
-            if derived is not None:
-                derived["provider"] = provider
-        return provider
+        return self._derived_value("provider", self._work_out_provider_name)
+
+    def _work_out_provider_name(self) -> str:
+        name = self.profile.name
+        return server_provider(self.api_base) if name == "generic" else name
 
     @property
     def profile(self) -> ServerProfile:
