@@ -213,7 +213,7 @@ class OpenTelemetryHandler(CallbackHandler):
         return found
 
     def on_llm_start(self, event: LLMEvent) -> None:
-        constants = self._by_call.get((event.kind, event.provider, event.model)) or self._constants(event)
+        constants = self._constants(event)
         attributes = constants.with_parameters(event.parameters) if event.parameters else constants.base
         if self.capture_content:
             attributes = {**attributes, "gen_ai.input.messages": _messages(event.payload)}
@@ -261,8 +261,8 @@ class OpenTelemetryHandler(CallbackHandler):
         span.end()
         if not self.metrics:
             return
-        constants = self._by_call.get((event.kind, event.provider, event.model)) or self._constants(event)
-        metric = constants.metrics.get(response_model) or constants.metric(response_model)
+        constants = self._constants(event)
+        metric = constants.metric(response_model)
         ended = event.ended_at
         self.duration.record((ended if ended is not None else time.perf_counter()) - event.started_at, metric.duration)
         if usage is not None:
