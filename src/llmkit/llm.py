@@ -23,7 +23,7 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
@@ -490,25 +490,26 @@ class LLM(BaseLLM):
         if name[0] != "_" and private is not None and private.get("_derived"):
             private["_derived"] = {}
 
-    def _derived_values(self) -> dict[str, Any] | None:
-        """Where derived values are kept, or None when they must be worked out per call."""
-        private = self.__pydantic_private__
-        if not self._derived_from_fields or private is None:
-            return None
-        derived: dict[str, Any] = private["_derived"]
-        if derived.get("owner") != id(self):  # new, or shared by a copy (``model_copy`` copies private state as is)
-            derived = private["_derived"] = {"owner": id(self)}
-        return derived
+    def __copy__(self) -> Self:
+        # pydantic's copy shares the private state's values, so ``model_copy(update=...)``, which sets fields without
+        # ``__setattr__``, would keep values derived from the original's fields: the copy works out its own.
+        clone = super().__copy__()
+        private = clone.__pydantic_private__
+        if private is not None and "_derived" in private:
+            private["_derived"] = {}
+        return clone
 
     def _derived_value(self, key: str, work_out: Callable[[], T]) -> T:
         """A value that follows from the fields: kept under ``key`` when the provider says so (until a field is
         set), else worked out per call."""
-        derived = self._derived_values()
-        if derived is None:
-            return work_out()
-        value: T | None = derived.get(key)
-        if value is None:
-            value = derived[key] = work_out()
+        private = self.__pydantic_private__
+        if private is not None:
+            value: T | None = private["_derived"].get(key)
+            if value is not None:
+                return value
+        value = work_out()
+        if self._derived_from_fields and private is not None:
+            private["_derived"][key] = value
         return value
 
     def _call_metadata(self) -> LLMMetadata:
@@ -584,11 +585,8 @@ class LLM(BaseLLM):
     def _implements(cls, name: str) -> bool:
         return getattr(cls, name) is not getattr(LLM, name)
 
-    def _routing(self) -> tuple[bool, bool]:
-        """(chat calls go to the completion family, completion calls go to the chat family)."""
-        return self._derived_value("routes", self._work_out_routing)
-
     def _work_out_routing(self) -> tuple[bool, bool]:
+        """(chat calls go to the completion family, completion calls go to the chat family)."""
         capabilities, chat_model = self._capabilities(), self._call_metadata().is_chat_model
         return (
             not capabilities.chat or (capabilities.completion and not chat_model),
@@ -596,10 +594,10 @@ class LLM(BaseLLM):
         )
 
     def _chat_via_completion(self) -> bool:
-        return self._routing()[0]
+        return self._derived_value("routes", self._work_out_routing)[0]
 
     def _completion_via_chat(self) -> bool:
-        return self._routing()[1]
+        return self._derived_value("routes", self._work_out_routing)[1]
 
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         out = as_messages(messages)
@@ -629,9 +627,13 @@ class LLM(BaseLLM):
     def _stamp_usage(self, usage: Usage) -> None:
         """Record who served a call on its usage (the model as the reply named it, else this LLM's)."""
         if usage.provider is None:
-            usage.provider = self._provider_name()
+            # As pydantic's assignment does (Usage validates no assignment), without its dispatch on every call.
+            values, assigned = usage.__dict__, usage.__pydantic_fields_set__
+            values["provider"] = self._provider_name()
+            assigned.add("provider")
             if usage.model is None:
-                usage.model = self._call_metadata().model_name
+                values["model"] = self._call_metadata().model_name
+                assigned.add("model")
 
     def _field_parameters(self) -> dict[str, Any]:
         """The sampling parameters this LLM's fields set (the ones events report)."""

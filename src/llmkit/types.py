@@ -470,8 +470,12 @@ def as_messages(messages: Any) -> list[ChatMessage]:
         >>> as_messages([{"role": "system", "content": "Be brief."}, "Hi"])[1].content
         'Hi'
     """
-    if type(messages) is list and all(type(message) is ChatMessage for message in messages):
-        return messages.copy()  # the usual call: nothing to convert
+    if type(messages) is list:
+        for message in messages:
+            if type(message) is not ChatMessage:
+                break
+        else:
+            return messages.copy()  # the usual call: nothing to convert
     if isinstance(messages, str):
         return [ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text=messages)])]
     if isinstance(messages, ChatMessage):

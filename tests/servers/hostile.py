@@ -3,7 +3,8 @@
 ``/endless/v1/...``: headers, then a body that never ends; ``/keepalive/v1/...``: a complete stream, then keep-alive
 comments forever; ``/comments/v1/...``: only keep-alive comments; ``/huge-error/v1/...``: a 500 with a 64 MB body;
 ``/html/v1/...`` and ``/json-error/v1/...``: a 200 that is not an event stream; ``/redirect/v1/...``: a 302 with a
-JSON body; ``/long-line/v1/...``: one streamed line of 10 MB with no newline.
+JSON body; ``/long-line/v1/...``: one streamed line of 10 MB with no newline; ``/stall/v1/...``: the head and the
+start of the answer (or of the stream, when asked for one), then silence with the connection open.
 """
 
 from __future__ import annotations
@@ -64,10 +65,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        request = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         behaviour = self.path.strip("/").split("/")[0]
         self.close_connection = True
-        if behaviour == "endless":
+        if behaviour == "stall":
+            if json.loads(request).get("stream"):
+                self._headers(200, "text/event-stream")
+                self.wfile.write(CHUNK)
+            else:
+                self._headers(200, "application/json", length=1000)
+                self.wfile.write(b'{"choices": [')
+            self.wfile.flush()
+            self.server.stop_event.wait(30)
+        elif behaviour == "endless":
             self._headers(200, "application/json", length=10**12)
             self.wfile.write(b'{"choices": [{"message": {"content": "')
             self._trickle(b"x" * 1024, 0.01)

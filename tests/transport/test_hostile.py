@@ -62,6 +62,36 @@ def test_keepalives_after_done_end_the_stream(hostile: HostileServer, mode: str)
     assert time.monotonic() - started < 3
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_body_that_stops_arriving_times_out(hostile: HostileServer, mode: str) -> None:
+    model = llm(hostile, "stall", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError):
+        model.chat(HI) if mode == "sync" else asyncio.run(model.achat(HI))
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_stream_that_stops_arriving_times_out_keeping_what_came(hostile: HostileServer, mode: str) -> None:
+    model = llm(hostile, "stall", timeout=0.5)
+    received: list[str] = []
+
+    async def collect() -> None:
+        async for chunk in await model.astream_chat(HI):
+            received.append(chunk.delta or "")
+
+    started = time.monotonic()
+    with pytest.raises(StreamError, match="nothing arrived within the read timeout") as info:
+        if mode == "sync":
+            for chunk in model.stream_chat(HI):
+                received.append(chunk.delta or "")
+        else:
+            asyncio.run(collect())
+    assert received == ["hi"]
+    assert info.value.received == "hi"
+    assert time.monotonic() - started < 3
+
+
 def test_only_keepalives_is_a_timeout(hostile: HostileServer) -> None:
     started = time.monotonic()
     with pytest.raises(APITimeoutError, match="no event"):

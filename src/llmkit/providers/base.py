@@ -13,7 +13,7 @@ it. A provider inherits the mixin of each family its service natively has:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 from pydantic import Field, PrivateAttr
@@ -203,12 +203,14 @@ class ChatOverHTTP(HTTPLLM):
 
     def _to_fetch(self, messages: Sequence[ChatMessage]) -> list[_MediaBlock]:
         """The media blocks to fetch before the request is built (found without a coroutine: usually none)."""
-        if not self.fetched_media:
-            return []
         kinds = self.fetched_media
-        return [
-            cast(_MediaBlock, block) for message in messages for block in message.blocks if isinstance(block, kinds)
-        ]
+        found: list[Any] = []
+        if kinds:
+            for message in messages:
+                for block in message.blocks:
+                    if isinstance(block, kinds):
+                        found.append(block)
+        return found
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         options = call_options(kwargs)

@@ -21,8 +21,8 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -81,7 +81,7 @@ class Request:
     content: bytes | None = None
     headers: dict[str, str] | None = None
     params: dict[str, Any] | None = None
-    extensions: dict[str, Any] = field(default_factory=dict)
+    extensions: dict[str, Any] | None = None
     replay_safe: bool = True
 
 
@@ -118,12 +118,6 @@ class _LineSplitter:
                 f"{self.provider}: a streamed line is longer than {MAX_LINE_CHARS} characters", provider=self.provider
             )
         return buffer
-
-
-@dataclass(frozen=True, slots=True)
-class _Body:
-    content: bytes
-    truncated: bool = False
 
 
 def check_url(url: str, provider: str = "llmkit") -> str:
@@ -167,6 +161,7 @@ def _forgetter(transport: HTTPTransport, loop: asyncio.AbstractEventLoop, backen
         owner, closed = transport_ref(), backend_ref()
         if owner is not None and closed is not None and owner._abackends.get(loop) is closed:  # not a newer one
             del owner._abackends[loop]
+            owner._last_abackend = None
 
     return forget
 
@@ -238,6 +233,7 @@ class HTTPTransport:
         self._abackends: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncBackend] = (
             weakref.WeakKeyDictionary()
         )
+        self._last_abackend: tuple[weakref.ref[asyncio.AbstractEventLoop], AsyncBackend] | None = None
         self.max_body_bytes = max_body_bytes
         self.allow_insecure_http = allow_insecure_http or os.environ.get("LLMKIT_ALLOW_INSECURE_HTTP") == "1"
         self._lock = threading.Lock()
@@ -280,6 +276,9 @@ class HTTPTransport:
             self._user_abackend = async_backend(self._settings, client=self._async_http_client)
             return self._user_abackend
         loop = asyncio.get_running_loop()
+        last = self._last_abackend  # the pool of the loop last asked about (a weak dictionary's lookup costs more)
+        if last is not None and last[0]() is loop:
+            return last[1]
         backend = self._abackends.get(loop)
         if backend is None:
             for other in [other for other in self._abackends if other.is_closed()]:
@@ -287,6 +286,7 @@ class HTTPTransport:
             backend = async_backend(self._settings, httpx_only=self._httpx_only, transport=self._async_http_transport)
             self._abackends[loop] = backend
             backend.close_with_loop(_forgetter(self, loop, backend))
+        self._last_abackend = (weakref.ref(loop), backend)
         return backend
 
     @property
@@ -309,6 +309,7 @@ class HTTPTransport:
     async def aclose(self) -> None:
         """Close the sync pool and this event loop's async pool."""
         abackend = self._abackends.pop(asyncio.get_running_loop(), None)
+        self._last_abackend = None
         if abackend is not None:
             await abackend.aclose()
         self.close()
@@ -386,7 +387,8 @@ class HTTPTransport:
         retries = self.max_retries if max_retries is None else max_retries
         return Retrying(self.retry_policy, retries, classify, self.callback_manager, deadline)
 
-    def _status_error(self, response: Response, body: _Body) -> LLMError:
+    def _status_error(self, response: Response, whole: bool) -> LLMError:
+        """The error an answer with an error status is, its body read (``whole``: not truncated)."""
         if response.status_code < 400:  # 3xx: never followed, the key could go to another host
             location = response.headers.get("location", "(no Location)")
             return APIStatusError(
@@ -394,12 +396,12 @@ class HTTPTransport:
                 f"{location}; set the base URL to where the API really is",
                 status_code=response.status_code,
                 provider=self.provider,
-                body=body.content[:2000].decode("utf-8", errors="replace"),
+                body=response.content[:2000].decode("utf-8", errors="replace"),
             )
-        content = self._redact_bytes(body.content)
+        content = self._redact_bytes(response.content)
         error = status_error(response.status_code, content, response.headers, self.provider, self.error_hook)
-        if body.truncated:
-            error.args = (f"{error} [error body truncated at {len(body.content)} bytes]",)
+        if not whole:
+            error.args = (f"{error} [error body truncated at {len(response.content)} bytes]",)
         return error
 
     def _redact_bytes(self, content: bytes) -> bytes:
@@ -429,9 +431,10 @@ class HTTPTransport:
         )
 
     # A body must arrive whole within the read timeout (and the call's deadline): a server trickling bytes forever
-    # cannot hold a call open. The first chunk needs no check: it came within one read timeout.
+    # cannot hold a call open. The first chunk needs no check: it came within one read timeout. The body is left in
+    # ``response.content``; the result says whether it is whole (False: truncated, only with ``truncate``).
 
-    def _read(self, response: SyncResponse, truncate: bool = False) -> _Body:
+    def _read(self, response: SyncResponse, truncate: bool = False) -> bool:
         chunks = response.iter_bytes()
         first = next(chunks, b"")
         read = response.read_timeout
@@ -440,7 +443,7 @@ class HTTPTransport:
         second = next(chunks, None) if fits else None
         if fits and second is None:  # the usual answer: one chunk, kept as it is
             response.content = first
-            return _Body(first)
+            return True
         body, whole = bytearray(), True
         if self._take(body, first, truncate):
             for chunk in chunks if second is None else itertools.chain((second,), chunks):
@@ -453,18 +456,18 @@ class HTTPTransport:
         else:
             whole = False
         response.content = bytes(body)
-        return _Body(response.content, truncated=not whole)
+        return whole
 
-    async def _aread(self, response: AsyncResponse, truncate: bool = False) -> _Body:
-        body, whole = bytearray(), True
+    async def _aread(self, response: AsyncResponse, truncate: bool = False) -> bool:
         arrived = response.arrived()
-        if arrived is not None:  # all there: no waiting, no deadline
-            if len(arrived) <= self.max_body_bytes:
-                response.content = arrived
-                return _Body(arrived)
+        if arrived is not None and len(arrived) <= self.max_body_bytes:  # all there: no waiting, no deadline
+            response.content = arrived
+            return True
+        body, whole = bytearray(), True
+        if arrived is not None:
             whole = self._take(body, arrived, truncate)  # over the cap: an error, or the truncated error body
             response.content = bytes(body)
-            return _Body(response.content, truncated=not whole)
+            return whole
         read = response.read_timeout
         deadline = None if read is None else time.monotonic() + read
         async for chunk in response.aiter_bytes():
@@ -475,13 +478,37 @@ class HTTPTransport:
                 await response.aclose()
                 raise self._too_long(response)
         response.content = bytes(body)
-        return _Body(response.content, truncated=not whole)
+        return whole
 
     def send(
         self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
     ) -> SyncResponse:
         """Send with retries; a 2xx response comes back (open, when ``stream``: read it with ``iter_bytes()`` or
         :meth:`lines`, then ``close()``), anything else raises."""
+        response: SyncResponse = self._send(request, stream, timeout, max_retries, False)
+        return response
+
+    def request_json(self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None) -> Any:
+        """Send and parse the JSON answer."""
+        return self._send(request, False, timeout, max_retries, True)
+
+    def asend(
+        self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> Coroutine[Any, Any, AsyncResponse]:
+        """Async :meth:`send` (read a stream with ``aiter_bytes()`` or :meth:`alines`, then ``aclose()``)."""
+        return self._asend(request, stream, timeout, max_retries, False)
+
+    def arequest_json(
+        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
+    ) -> Coroutine[Any, Any, Any]:
+        """Async :meth:`request_json`."""
+        return self._asend(request, False, timeout, max_retries, True)
+
+    # The one send loop of each kind, which the methods above return (not await: a call's coroutine is this one).
+
+    def _send(
+        self, request: Request, stream: bool, timeout: TimeoutTypes, max_retries: int | None, as_json: bool
+    ) -> Any:
         backend = self.backend
         deadline = self._deadline()
         retrying: Retrying | None = None  # made at the first failure: a call that succeeds at once builds none
@@ -492,49 +519,52 @@ class HTTPTransport:
             try:
                 response = backend.send(self._outgoing(request, timeout, deadline))
                 if response.status_code < 300:
-                    if not stream:
-                        try:
-                            self._read(response)
-                        finally:
-                            response.close()
-                    return response
-                body = self._read(response, truncate=True)
+                    if stream:
+                        return response
+                    try:
+                        self._read(response)
+                    finally:
+                        response.close()
+                    break
+                whole = self._read(response, truncate=True)
                 response.close()
-                raise self._status_error(response, body)
+                raise self._status_error(response, whole)
             except Exception as exc:  # classified by the retry policy; anything else propagates from delay_after
                 if retrying is None:
                     retrying = self._retrying(request, max_retries, deadline)
                 delay = retrying.delay_after(exc, attempt, started_ns)
             time.sleep(delay)
+        return self._json(response) if as_json else response
 
-    async def asend(
-        self, request: Request, *, stream: bool = False, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> AsyncResponse:
-        """Async :meth:`send` (read a stream with ``aiter_bytes()`` or :meth:`alines`, then ``aclose()``)."""
+    async def _asend(
+        self, request: Request, stream: bool, timeout: TimeoutTypes, max_retries: int | None, as_json: bool
+    ) -> Any:
         backend = self.abackend
         deadline = self._deadline()
         retrying: Retrying | None = None
         attempt = 0
-        while True:  # as in send: Retrying.acall's loop, inlined
+        while True:  # as in _send: Retrying.acall's loop, inlined
             attempt += 1
             started_ns = time.time_ns()
             try:
                 response = await backend.send(self._outgoing(request, timeout, deadline))
                 if response.status_code < 300:
-                    if not stream:
-                        try:
-                            await self._aread(response)
-                        finally:
-                            await response.aclose()
-                    return response
-                body = await self._aread(response, truncate=True)
+                    if stream:
+                        return response
+                    try:
+                        await self._aread(response)
+                    finally:
+                        await response.aclose()
+                    break
+                whole = await self._aread(response, truncate=True)
                 await response.aclose()
-                raise self._status_error(response, body)
+                raise self._status_error(response, whole)
             except Exception as exc:
                 if retrying is None:
                     retrying = self._retrying(request, max_retries, deadline)
                 delay = retrying.delay_after(exc, attempt, started_ns)
             await asyncio.sleep(delay)
+        return self._json(response) if as_json else response
 
     def _json(self, response: Response) -> Any:
         try:
@@ -547,21 +577,15 @@ class HTTPTransport:
                 provider=self.provider,
             ) from exc
 
-    def request_json(self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None) -> Any:
-        """Send and parse the JSON answer."""
-        response = self.send(request, timeout=timeout, max_retries=max_retries)
-        return self._json(response)
-
-    async def arequest_json(
-        self, request: Request, *, timeout: TimeoutTypes = None, max_retries: int | None = None
-    ) -> Any:
-        """Async :meth:`request_json`."""
-        response = await self.asend(request, timeout=timeout, max_retries=max_retries)
-        return self._json(response)
-
     # -- streams ------------------------------------------------------------------------------------------------------
 
-    def _broken(self, exc: NetworkError) -> StreamError:
+    def _broken(self, exc: NetworkError, response: Response) -> StreamError:
+        if exc.timeout and response.read_timeout is not None:
+            return StreamError(
+                f"{self.provider}: the stream stopped: nothing arrived within the read timeout "
+                f"({response.read_timeout:g} s)",
+                provider=self.provider,
+            )
         return StreamError(f"{self.provider}: the stream broke: {exc}", provider=self.provider)
 
     def _idle(self, seconds: float) -> APITimeoutError:
@@ -589,7 +613,7 @@ class HTTPTransport:
             yield from splitter.feed(decode(b"", True))
             yield from splitter.flush()
         except NetworkError as exc:
-            raise self._broken(exc) from exc
+            raise self._broken(exc, response) from exc
         finally:
             response.close()
 
@@ -610,7 +634,7 @@ class HTTPTransport:
             for line in [*splitter.feed(decode(b"", True)), *splitter.flush()]:
                 yield line
         except NetworkError as exc:
-            raise self._broken(exc) from exc
+            raise self._broken(exc, response) from exc
         finally:
             await response.aclose()
 
@@ -650,10 +674,10 @@ class HTTPTransport:
         response = self.send(request, stream=True, timeout=timeout, max_retries=max_retries)
         if response.headers.get("content-type", "").startswith(_NOT_STREAMS):
             try:
-                body = self._read(response, truncate=True)
+                self._read(response, truncate=True)
             finally:
                 response.close()
-            raise self._not_a_stream(response, body.content)
+            raise self._not_a_stream(response, response.content)
         lines = self.lines(response)
         try:
             yield from iter_sse(lines)
@@ -667,10 +691,10 @@ class HTTPTransport:
         response = await self.asend(request, stream=True, timeout=timeout, max_retries=max_retries)
         if response.headers.get("content-type", "").startswith(_NOT_STREAMS):
             try:
-                body = await self._aread(response, truncate=True)
+                await self._aread(response, truncate=True)
             finally:
                 await response.aclose()
-            raise self._not_a_stream(response, body.content)
+            raise self._not_a_stream(response, response.content)
         lines = self.alines(response)
         try:
             async for event in aiter_sse(lines):

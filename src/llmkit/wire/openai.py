@@ -60,7 +60,11 @@ from llmkit.wire.stream import StreamParser
 #: The most tool calls one answer may carry: a stream's ``index`` beyond it is refused, not allocated.
 MAX_TOOL_CALLS = 128
 
-_ROLE_MAP = {MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant"}
+#: Each role's name on OpenAI's wire (Cohere's and Gemini's names for the assistant are the assistant).
+_ROLE_NAME = {role: role.value for role in MessageRole} | {
+    MessageRole.CHATBOT: "assistant",
+    MessageRole.MODEL: "assistant",
+}
 
 # ---------------------------------------------------------------------------------------------------------------------
 # llmkit -> request
@@ -91,7 +95,7 @@ def content_part(block: Any) -> dict[str, Any] | None:
 
 def to_openai_message(message: ChatMessage) -> dict[str, Any]:
     """One message in OpenAI's chat format."""
-    role = _ROLE_MAP.get(message.role, message.role.value)
+    role = _ROLE_NAME.get(message.role) or message.role.value
     blocks = message.blocks
     if len(blocks) == 1 and type(blocks[0]) is TextBlock:  # the usual message: one text
         content: Any = blocks[0].text
@@ -252,6 +256,9 @@ def _malformed(provider: str, what: str, body: Any) -> ResponseParseError:
     )
 
 
+_COUNTS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
 def _count(usage: dict[str, Any], key: str, provider: str) -> int | None:
     value = usage.get(key)
     if value is None or (type(value) is int and value >= 0):
@@ -276,25 +283,36 @@ def parse_usage(body: dict[str, Any], provider: str = "openai") -> Usage | None:
         return None
     if not isinstance(usage, dict):
         raise _malformed(provider, "usage must be an object", usage)
-    cache_read = _detail(usage, "prompt_tokens_details", "cached_tokens", provider)
-    if cache_read is None:
-        cache_read = _count(usage, "cache_read_input_tokens", provider)
-    timings = body.get("timings")
-    if cache_read is None and isinstance(timings, dict) and type(timings.get("cache_n")) is int:
-        cache_read = timings["cache_n"]
-    model = body.get("model")
-    prompt, completion = _count(usage, "prompt_tokens", provider), _count(usage, "completion_tokens", provider)
-    total = _count(usage, "total_tokens", provider)
+    get = usage.get
+    prompt, completion, total = get("prompt_tokens"), get("completion_tokens"), get("total_tokens")
+    usual = (
+        type(prompt) is int and type(completion) is int and type(total) is int and min(prompt, completion, total) >= 0
+    )
+    if not usual:  # each count checked (None is allowed), the first bad one named
+        for key in _COUNTS:
+            _count(usage, key, provider)
     if total is None and prompt is not None and completion is not None:
         total = prompt + completion
+    cache_read = cache_write = reasoning = None
+    if not usual or len(usage) > 3:  # beside the three counts: the cache and reasoning counts may be there
+        cache_read = _detail(usage, "prompt_tokens_details", "cached_tokens", provider)
+        if cache_read is None:
+            cache_read = _count(usage, "cache_read_input_tokens", provider)
+        cache_write = _count(usage, "cache_creation_input_tokens", provider)
+        reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens", provider)
+    if cache_read is None:
+        timings = body.get("timings")
+        if isinstance(timings, dict) and type(timings.get("cache_n")) is int:
+            cache_read = timings["cache_n"]
+    model = body.get("model")
     return trusted(  # every count checked above: no second validation on the hot path
         Usage,
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total,
         cache_read_tokens=cache_read,
-        cache_write_tokens=_count(usage, "cache_creation_input_tokens", provider),
-        reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens", provider),
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
         credits=None,
         provider=None,
         model=model if isinstance(model, str) and model else None,
@@ -373,10 +391,13 @@ def parse_chat(body: Any, provider: str) -> ChatResponse:
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if reasoning:
         extra["reasoning"] = _text(reasoning, "message.reasoning", provider, body)
+    content = message.get("content")
+    if type(content) is not str:
+        content = _text(content, "message.content", provider, body)
     return chat_chunk(
-        text_message(_text(message.get("content"), "message.content", provider, body), extra),
+        text_message(content, extra),
         raw=body,
-        logprobs=parse_logprobs(choice, provider),
+        logprobs=parse_logprobs(choice, provider) if choice.get("logprobs") else None,
         usage=parse_usage(body, provider),
         additional_kwargs={"finish_reason": choice.get("finish_reason")},
     )

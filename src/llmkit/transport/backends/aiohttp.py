@@ -21,6 +21,7 @@ from llmkit.transport.backends.base import (
     Settings,
     Timeouts,
 )
+from llmkit.transport.backends.deadlines import ReadDeadlines
 from llmkit.transport.proxies import ProxyRoutes
 from llmkit.transport.tls import verified_context
 
@@ -31,20 +32,41 @@ def network_error(exc: BaseException) -> NetworkError:
     return NetworkError(exc, timeout=isinstance(exc, asyncio.TimeoutError), unsent=unsent)
 
 
-class AiohttpResponse(AsyncResponse):
-    __slots__ = ("_raw",)
+_NO_CONTENT_TYPE = ("Content-Type",)
 
-    def __init__(self, raw: aiohttp.ClientResponse, url: str, read_timeout: float | None) -> None:
+
+def _timed_out(what: str, seconds: float) -> NetworkError:
+    return NetworkError(TimeoutError(f"{what} within the read timeout ({seconds:g} s)"), timeout=True)
+
+
+class AiohttpResponse(AsyncResponse):
+    __slots__ = ("_deadlines", "_raw")
+
+    def __init__(
+        self, raw: aiohttp.ClientResponse, url: str, read_timeout: float | None, deadlines: ReadDeadlines
+    ) -> None:
         super().__init__(raw.status, raw.headers, url, read_timeout)
-        self._raw = raw
+        self._raw, self._deadlines = raw, deadlines
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        readany = self._raw.content.readany
+        readany, seconds, deadlines = self._raw.content.readany, self.read_timeout, self._deadlines
         try:
-            chunk = await readany()
-            while chunk:
+            while True:
+                if seconds is None:
+                    chunk = await readany()
+                else:  # each wait for bytes under the read timeout
+                    waiting = deadlines.start(seconds)
+                    try:
+                        chunk = await readany()
+                    except asyncio.CancelledError:
+                        if deadlines.stop(waiting):
+                            raise _timed_out("no bytes arrived", seconds) from None
+                        raise
+                    finally:
+                        deadlines.stop(waiting)
+                if not chunk:
+                    return
                 yield chunk
-                chunk = await readany()
         except (aiohttp.ClientError, OSError) as exc:  # OSError: TimeoutError too
             raise network_error(exc) from exc
 
@@ -71,12 +93,11 @@ class AiohttpBackend(AsyncBackend):
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=verified_context("aiohttp")),
             timeout=aiohttp.ClientTimeout(total=None),
-            # no Content-Type guessed for bytes (httpx sends none either); proxies are ours, from the environment
-            skip_auto_headers=("Content-Type",),
-            trust_env=False,
+            trust_env=False,  # proxies are ours, from the environment
         )
         self._proxies = ProxyRoutes.from_env() or None
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
+        self._deadlines = ReadDeadlines(asyncio.get_running_loop())
 
     @property
     def native(self) -> aiohttp.ClientSession:
@@ -84,30 +105,50 @@ class AiohttpBackend(AsyncBackend):
 
     @staticmethod
     def _timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        # sock_connect: making a new connection; sock_read: each wait for bytes, headers included. No bound on the
-        # wait for a free connection (aiohttp would arm a timer per request for it, even when one is idle; the pool
-        # holds 1000) and no write timeout (aiohttp has none).
-        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeouts.connect, sock_read=timeouts.read)
+        # sock_connect: making a new connection. The read timeout is kept by ReadDeadlines (see deadlines.py): from
+        # sending until the head has arrived, then each wait for body bytes. No bound on the wait for a free
+        # connection (aiohttp would arm a timer per request for it, even when one is idle; the pool holds 1000) and
+        # no write timeout (aiohttp has none).
+        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeouts.connect, sock_read=None)
 
     async def send(self, request: Outgoing) -> AsyncResponse:
         timeouts = request.timeouts
         timeout = self._default[1] if timeouts is self._default[0] else self._timeout(timeouts)
+        seconds, deadlines = timeouts.read, self._deadlines
+        headers, body = request.headers, request.body
+        waiting = None if seconds is None else deadlines.start(seconds)
         try:
             raw = await self._session.request(
                 request.method,
                 request.url,
-                data=request.body,
-                headers=request.headers,
+                data=body,
+                headers=headers,
+                # no Content-Type guessed for a body sent without one (httpx sends none either); asked per request:
+                # set on the session, aiohttp builds a table of the skipped names for every request
+                skip_auto_headers=_NO_CONTENT_TYPE if body is not None and "Content-Type" not in headers else None,
                 timeout=timeout,
                 allow_redirects=self._settings.follow_redirects,
                 proxy=None if self._proxies is None else self._proxies.for_url(request.url),
             )
+        except asyncio.CancelledError:
+            if waiting is not None and deadlines.stop(waiting):
+                raise _timed_out("no answer arrived", seconds) from None  # type: ignore[arg-type]
+            raise
         except (aiohttp.ClientError, OSError) as exc:
             raise network_error(exc) from exc
-        return AiohttpResponse(raw, request.url, timeouts.read)
+        finally:
+            if waiting is not None:
+                deadlines.stop(waiting)
+        return AiohttpResponse(raw, request.url, seconds, deadlines)
 
     def _closer(self) -> Callable[[], Awaitable[object]]:
-        return self._session.close
+        session, deadlines = self._session, self._deadlines
+
+        async def close() -> None:
+            deadlines.close()
+            await session.close()
+
+        return close
 
     def abandon(self) -> None:
         session = self._session
