@@ -17,7 +17,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -232,6 +232,17 @@ class EngineOptions:
     retry_max_delay: float = 8.0
 
 
+def _call(
+    llm: LLM, request: BatchRequest, kwargs: dict[str, Any]
+) -> Coroutine[Any, Any, ChatResponse | CompletionResponse]:
+    """The call answering ``request`` (not awaited: no coroutine of its own)."""
+    if request.kind == "chat":
+        assert request.messages is not None
+        return llm.achat(request.messages, **kwargs)
+    assert request.prompt is not None
+    return llm.acomplete(request.prompt, **kwargs)
+
+
 class Engine:
     """Answers requests as records, through ``gate``; one per process (or Ray worker)."""
 
@@ -326,7 +337,6 @@ class Engine:
         # its record is built in one dict: this is the engine's own cost per request.
         llm, structured = self.llm, self.output_cls is not None and request.kind == "chat"
         kwargs = {**request.params, **self._call_kwargs} if request.params else self._call_kwargs
-        messages, prompt = request.messages, request.prompt
         attempts = 0
         while True:
             attempts += 1
@@ -347,19 +357,12 @@ class Engine:
                         "usage": _usage_json(calls.usage),
                         "cost": calls.cost_json(),
                     }
-                send: Callable[[], Awaitable[Any]]
-                as_body: Callable[[Any, str, str], dict[str, Any]]
-                if request.kind == "chat":
-                    assert messages is not None
-                    send, as_body = (lambda: llm.achat(messages, **kwargs)), _chat_body
-                else:
-                    assert prompt is not None
-                    send, as_body = (lambda: llm.acomplete(prompt, **kwargs)), _completion_body
                 if self.gate.active:
-                    response, cost = await self._gated(send)
-                else:
-                    response = await send()
+                    response, cost = await self._gated(lambda: _call(llm, request, kwargs))
+                else:  # awaited here, without a closure
+                    response = await _call(llm, request, kwargs)
                     cost = self._cost_of(response.usage)
+                as_body = _chat_body if request.kind == "chat" else _completion_body
                 body = as_body(response, self.model, request.custom_id)
                 return {
                     "custom_id": request.custom_id,

@@ -31,9 +31,13 @@ R = TypeVar("R", ChatResponse, CompletionResponse)
 
 def call_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Pop the transport's per-call options out of the model kwargs."""
-    if not kwargs:
-        return {}
-    return {key: kwargs.pop(key) for key in ("timeout", "max_retries") if key in kwargs}
+    options: dict[str, Any] = {}
+    if kwargs:
+        if "timeout" in kwargs:
+            options["timeout"] = kwargs.pop("timeout")
+        if "max_retries" in kwargs:
+            options["max_retries"] = kwargs.pop("max_retries")
+    return options
 
 
 #: Events read after the end marker, looking for the end of the body (so the connection can be reused).

@@ -549,19 +549,24 @@ class CompletionStreamParser(StreamParser[CompletionResponse]):
 # ---------------------------------------------------------------------------------------------------------------------
 # request -> llmkit (the server side)
 
-_ROLES = {role.value for role in MessageRole}
+_ROLES = {role.value: role for role in MessageRole}
+#: Keys of a client's message that llmkit keeps beside its content.
+_MESSAGE_EXTRAS = ("tool_calls", "tool_call_id", "name")
 #: Request keys that are not parameters of the call.
 _STRUCTURAL = frozenset({"model", "messages", "stream", "stream_options", "tools", "tool_choice", "response_format"})
 
 
 def from_openai_message(message: Any) -> ChatMessage:
     """An OpenAI chat message (as a client sends it) as a ``ChatMessage``; ``ValueError`` naming what is wrong."""
-    if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in _ROLES:
+    role = _ROLES.get(message["role"]) if isinstance(message, dict) and isinstance(message.get("role"), str) else None
+    if role is None:
         raise ValueError(f"each message needs a role among {sorted(_ROLES)}: {str(message)[:200]}")
     content = message.get("content")
-    extra = {key: message[key] for key in ("tool_calls", "tool_call_id", "name") if message.get(key) is not None}
+    extra = {}
+    if "tool_calls" in message or "tool_call_id" in message or "name" in message:
+        extra = {key: message[key] for key in _MESSAGE_EXTRAS if message.get(key) is not None}
     if content is None or isinstance(content, str):  # role and content checked: built without a second validation
-        return text_message(content or "", extra, role=MessageRole(message["role"]))
+        return text_message(content or "", extra, role=role)
     if not isinstance(content, list):
         raise ValueError(f"message content must be a string or a list of parts: {str(content)[:200]}")
     blocks: list[Any] = []
