@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ from llmkit.errors import (
     StreamError,
 )
 from llmkit.providers.openai import OpenAILike
+from llmkit.transport import HTTPTransport, Request
 from tests.servers.fault import FaultServer
 
 HI = [ChatMessage(role="user", content="hi")]
@@ -272,3 +276,48 @@ def test_the_backend_in_use(http_backend: str) -> None:
     default = ("Urllib3Backend", "AiohttpBackend")
     expected = default if http_backend == "default" else ("HttpxBackend", "HttpxAsyncBackend")
     assert (type(llm.transport.backend).__name__, asyncio.run(async_backend())) == expected
+
+
+class _HeaderEcho(BaseHTTPRequestHandler):
+    """Answers every POST with the request's header lines, each as sent (a repeated header shows twice)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps([[name.lower(), value] for name, value in self.headers.items()]).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+async def test_a_request_sends_the_transports_headers_once_with_its_own_over_them() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HeaderEcho)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    common = {"Accept": "application/json", "Authorization": "Bearer sk-test", "X-Common": "a"}
+    transport = HTTPTransport(base_url=f"http://127.0.0.1:{server.server_address[1]}", headers=common)
+    try:
+        plain = Request("POST", "/", json={"q": 1})
+        own = Request("POST", "/", json={"q": 2}, headers={"accept": "text/event-stream", "X-Own": "b"})
+        for request in (plain, own, plain, own):  # the backend's remembered headers must follow each request
+            lines: list[list[str]] = await transport.arequest_json(request)
+            sent = [name for name, _ in lines]
+            assert len(sent) == len(set(sent)), sent  # no header twice
+            headers = dict(lines)
+            assert headers["authorization"] == "Bearer sk-test"
+            assert headers["x-common"] == "a"
+            assert headers["content-type"] == "application/json"
+            if request is own:
+                assert (headers["accept"], headers["x-own"]) == ("text/event-stream", "b")
+            else:
+                assert headers["accept"] == "application/json"
+                assert "x-own" not in headers
+    finally:
+        await transport.aclose()
+        server.shutdown()
+        server.server_close()

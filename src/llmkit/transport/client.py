@@ -220,7 +220,7 @@ class HTTPTransport:
         self.error_hook = error_hook
         self.callback_manager = callback_manager
         self.retry_policy = retry_policy or RetryPolicy()
-        self._settings = Settings(self._timeouts, follow_redirects)
+        self._settings = Settings(self._timeouts, follow_redirects, tuple(self.headers.items()))
         self._httpx_only = wants_httpx(http_backend)
         self._http_client = http_client
         self._http_transport = http_transport
@@ -327,8 +327,10 @@ class HTTPTransport:
         the request's own over them, and the JSON content type unless one is given."""
         if request.headers is None:
             headers = self._json_headers if json_body else self.headers
-        else:
-            headers = {**self.headers, **request.headers}
+        else:  # the request's own over the transport's, names compared as HTTP does (without case)
+            own = {name.lower() for name in request.headers}
+            headers = {name: value for name, value in self.headers.items() if name.lower() not in own}
+            headers.update(request.headers)
             headers = self._with_json_type(headers) if json_body else headers
         if _header_hooks:  # tracing: the W3C traceparent of the current call, on a copy (the base dicts are shared)
             headers = dict(headers)

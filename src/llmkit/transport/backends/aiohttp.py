@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from llmkit.transport.backends.base import (
     MAX_CONNECTIONS,
@@ -90,8 +91,14 @@ class AiohttpResponse(AsyncResponse):
 class AiohttpBackend(AsyncBackend):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._common = dict(settings.headers)
+        # what the last request's headers added to the session's (most requests share one dict of headers)
+        self._own: tuple[Mapping[str, str], CIMultiDict[str]] | None = None
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=verified_context("aiohttp")),
+            # the transport's headers, merged by aiohttp in C: a request passes only what it adds (aiohttp copies
+            # each header it is given in Python code, twice)
+            headers=self._common,
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,  # proxies are ours, from the environment
         )
@@ -116,13 +123,17 @@ class AiohttpBackend(AsyncBackend):
         timeout = self._default[1] if timeouts is self._default[0] else self._timeout(timeouts)
         seconds, deadlines = timeouts.read, self._deadlines
         headers, body = request.headers, request.body
+        own = self._own
+        if own is None or own[0] is not headers:
+            common = self._common
+            own = self._own = (headers, CIMultiDict([(k, v) for k, v in headers.items() if common.get(k) != v]))
         waiting = None if seconds is None else deadlines.start(seconds)
         try:
             raw = await self._session.request(
                 request.method,
                 request.url,
                 data=body,
-                headers=headers,
+                headers=own[1],
                 # no Content-Type guessed for a body sent without one (httpx sends none either); asked per request:
                 # set on the session, aiohttp builds a table of the skipped names for every request
                 skip_auto_headers=_NO_CONTENT_TYPE if body is not None and "Content-Type" not in headers else None,
