@@ -155,6 +155,7 @@ def measure_sequential(cases: list[Case], calls: int, rounds: int) -> None:
         for case in cases:
             for kind in ("chat", "stream"):
                 call = getattr(case, kind)
+                gc.collect()  # as in measure_async: no case pays for the garbage of the one before it
                 start = time.perf_counter()
                 for _ in range(per_round):
                     call()
@@ -215,6 +216,7 @@ def measure_async(base: str, levels: tuple[int, ...], rounds: int) -> dict[int, 
             rates: dict[str, list[float]] = {name: [] for name in calls}
             for _ in range(rounds):
                 for name, call in calls.items():
+                    gc.collect()  # each window pays for its own garbage, not for the case before it (httpx's)
                     rates[name].append(await _throughput(call, level, total))
             results[level] = {name: statistics.median(got) for name, got in rates.items()}
             paired = [ours / floor for ours, floor in zip(rates["llmkit"], rates["raw aiohttp"], strict=True)]

@@ -670,10 +670,19 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-#: Per class, the fields-set every trusted object of it shares: every field is set, and pydantic only ever adds a
-#: field's own name to it (a no-op) or copies it (``model_copy``), so one set serves them all. (Not for models with
-#: ``extra="allow"``, whose assignments add other names: trusted builds none of those.)
-_ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
+class _AllFields(dict[type[BaseModel], set[str]]):
+    """Per class, the fields-set every trusted object of it shares: every field is set, and pydantic only ever adds a
+    field's own name to it (a no-op) or copies it (``model_copy``), so one set serves them all. (Not for models with
+    ``extra="allow"``, whose assignments add other names: trusted builds none of those.)"""
+
+    def __missing__(self, cls: type[BaseModel]) -> set[str]:
+        if cls.model_config.get("extra") == "allow":
+            raise TypeError(f"trusted() cannot build {cls.__name__}: it allows extra fields")
+        fields = self[cls] = set(cls.model_fields)
+        return fields
+
+
+_ALL_FIELDS = _AllFields()
 
 
 def trusted(cls: type[M], /, **values: Any) -> M:
@@ -681,12 +690,7 @@ def trusted(cls: type[M], /, **values: Any) -> M:
     field must be given. For the hot path of parsing streams, where ``model_construct`` costs several times more."""
     obj = _new_object(cls)
     _set_attribute(obj, "__dict__", values)
-    fields = _ALL_FIELDS.get(cls)
-    if fields is None:
-        if cls.model_config.get("extra") == "allow":
-            raise TypeError(f"trusted() cannot build {cls.__name__}: it allows extra fields")
-        fields = _ALL_FIELDS[cls] = set(cls.model_fields)
-    _set_fields_set(obj, fields)
+    _set_fields_set(obj, _ALL_FIELDS[cls])
     _set_extra(obj, None)
     _set_private(obj, None)
     return obj

@@ -85,7 +85,7 @@ def _parse_chat_request() -> Callable[[Any], ChatRequest]:
 def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
     # the request parser leaves out model, stream and stream_options (_DROPPED) itself
     parsed = _parse_chat_request()(body)
-    return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.call_kwargs())
+    return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.params)  # ours alone
 
 
 def line_id(text: str | bytes, line: int) -> str:

@@ -59,10 +59,6 @@ class Stats:
         """Records written by this run."""
         return self.succeeded + self.failed
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Count a record written."""
-        self.count(*tally(record))
-
     def count(self, failed: bool, tokens: int, usd: str | None, unknown_cost: bool) -> None:
         """Count a record written, from its :func:`tally`."""
         if failed:
@@ -450,7 +446,7 @@ class Job:
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and count it."""
         self.writer.write_line(encode(record))
-        self.stats.add(record)
+        self.stats.count(*tally(record))
 
     def write_line(self, line: bytes, counts: Tally) -> None:
         """Append one record encoded elsewhere (:func:`~llmkit.batch.output.encode`), with its :func:`tally`."""
