@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -81,7 +81,7 @@ class Request:
     content: bytes | None = None
     headers: dict[str, str] | None = None
     params: dict[str, Any] | None = None
-    extensions: dict[str, Any] | None = None
+    extensions: dict[str, Any] = field(default_factory=dict)
     replay_safe: bool = True
 
 
@@ -220,7 +220,7 @@ class HTTPTransport:
         self.error_hook = error_hook
         self.callback_manager = callback_manager
         self.retry_policy = retry_policy or RetryPolicy()
-        self._settings = Settings(self._timeouts, follow_redirects, tuple(self.headers.items()))
+        self._settings = Settings(self._timeouts, follow_redirects)
         self._httpx_only = wants_httpx(http_backend)
         self._http_client = http_client
         self._http_transport = http_transport

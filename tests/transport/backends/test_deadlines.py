@@ -107,3 +107,25 @@ def test_a_wait_outside_a_task_is_refused() -> None:
             ReadDeadlines(loop).start(1)
     finally:
         loop.close()
+
+
+async def test_a_wait_not_begun_has_no_deadline_until_it_begins() -> None:
+    deadlines = ReadDeadlines(asyncio.get_running_loop())
+
+    async def held_then_waits() -> str:
+        waiting = deadlines.start(0.05, begun=False)
+        try:
+            await asyncio.sleep(0.1)  # e.g. waiting for a pooled connection: not under the read timeout
+            deadlines.begin()
+            await asyncio.sleep(5)  # then the answer that never comes
+        except asyncio.CancelledError:
+            if deadlines.stop(waiting):
+                return "timeout"
+            raise
+        finally:
+            deadlines.stop(waiting)
+        return "done"
+
+    started = time.monotonic()
+    assert await held_then_waits() == "timeout"
+    assert 0.14 < time.monotonic() - started < 1

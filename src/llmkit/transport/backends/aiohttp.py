@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
 
 from llmkit.transport.backends.base import (
     MAX_CONNECTIONS,
@@ -88,23 +87,32 @@ class AiohttpResponse(AsyncResponse):
             raw.close()  # unread data: the connection cannot be reused
 
 
+class _Connector(aiohttp.TCPConnector):
+    """aiohttp's pool, starting the read timeout of the request that got a connection (in that request's task)."""
+
+    def __init__(self, deadlines: ReadDeadlines, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._deadlines = deadlines
+
+    async def connect(
+        self, req: aiohttp.ClientRequest, traces: list[Any], timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        self._deadlines.begin()
+        return connection
+
+
 class AiohttpBackend(AsyncBackend):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._common = dict(settings.headers)
-        # what the last request's headers added to the session's (most requests share one dict of headers)
-        self._own: tuple[Mapping[str, str], CIMultiDict[str]] | None = None
+        self._deadlines = ReadDeadlines(asyncio.get_running_loop())
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=verified_context("aiohttp")),
-            # the transport's headers, merged by aiohttp in C: a request passes only what it adds (aiohttp copies
-            # each header it is given in Python code, twice)
-            headers=self._common,
+            connector=_Connector(self._deadlines, limit=MAX_CONNECTIONS, ssl=verified_context("aiohttp")),
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,  # proxies are ours, from the environment
         )
         self._proxies = ProxyRoutes.from_env() or None
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
-        self._deadlines = ReadDeadlines(asyncio.get_running_loop())
 
     @property
     def native(self) -> aiohttp.ClientSession:
@@ -113,9 +121,9 @@ class AiohttpBackend(AsyncBackend):
     @staticmethod
     def _timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
         # sock_connect: making a new connection. The read timeout is kept by ReadDeadlines (see deadlines.py): from
-        # sending until the head has arrived, then each wait for body bytes. No bound on the wait for a free
-        # connection (aiohttp would arm a timer per request for it, even when one is idle; the pool holds 1000) and
-        # no write timeout (aiohttp has none).
+        # the moment a connection is held until the head has arrived, then each wait for body bytes. No bound on the
+        # wait for a free connection (aiohttp would arm a timer per request for it, even when one is idle; the pool
+        # holds 1000) and no write timeout (aiohttp has none).
         return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=timeouts.connect, sock_read=None)
 
     async def send(self, request: Outgoing) -> AsyncResponse:
@@ -123,17 +131,15 @@ class AiohttpBackend(AsyncBackend):
         timeout = self._default[1] if timeouts is self._default[0] else self._timeout(timeouts)
         seconds, deadlines = timeouts.read, self._deadlines
         headers, body = request.headers, request.body
-        own = self._own
-        if own is None or own[0] is not headers:
-            common = self._common
-            own = self._own = (headers, CIMultiDict([(k, v) for k, v in headers.items() if common.get(k) != v]))
-        waiting = None if seconds is None else deadlines.start(seconds)
+        # the read timeout counts once a connection is held (the connector starts it): the wait for a pooled
+        # connection and the connect are bounded as before, by the pool and by sock_connect
+        waiting = None if seconds is None else deadlines.start(seconds, begun=False)
         try:
             raw = await self._session.request(
                 request.method,
                 request.url,
                 data=body,
-                headers=own[1],
+                headers=headers,
                 # no Content-Type guessed for a body sent without one (httpx sends none either); asked per request:
                 # set on the session, aiohttp builds a table of the skipped names for every request
                 skip_auto_headers=_NO_CONTENT_TYPE if body is not None and "Content-Type" not in headers else None,

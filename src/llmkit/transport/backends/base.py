@@ -163,9 +163,6 @@ class Settings:
 
     timeouts: Timeouts
     follow_redirects: bool = False
-    #: The headers every request of the transport carries (a request's own come over them); every request's
-    #: ``headers`` hold them too, so a pool may use them as its defaults or ignore them.
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 class SyncBackend(ABC):

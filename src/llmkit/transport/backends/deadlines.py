@@ -46,23 +46,34 @@ class ReadDeadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        # task -> (deadline, the cancellations asked for before its wait began); the waits whose deadline cancelled
-        # their task: task -> those cancellations
-        self._waiting: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        # task -> (deadline, the cancellations asked for before its wait began, the seconds); the waits whose
+        # deadline cancelled their task: task -> those cancellations
+        self._waiting: dict[asyncio.Task[Any], tuple[float, int, float]] = {}
         self._expired: dict[asyncio.Task[Any], int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
-    def start(self, seconds: float) -> asyncio.Task[Any]:
-        """Watch the current task's wait for at most ``seconds``; what :meth:`stop` takes."""
+    def start(self, seconds: float, *, begun: bool = True) -> asyncio.Task[Any]:
+        """Watch the current task's wait for at most ``seconds``; what :meth:`stop` takes. With ``begun=False`` the
+        seconds count from :meth:`begin` (called in the same task), not from now."""
         task = asyncio.current_task(self._loop)
         if task is None:
             raise RuntimeError("a read timeout is only kept for a wait inside an asyncio task")
-        deadline = self._loop.time() + seconds
-        self._waiting[task] = (deadline, task.cancelling())
+        deadline = self._loop.time() + seconds if begun else math.inf
+        self._waiting[task] = (deadline, task.cancelling(), seconds)
         if deadline < self._timer_at:
             self._arm(deadline)
         return task
+
+    def begin(self) -> None:
+        """Start counting the current task's wait that :meth:`start` registered with ``begun=False`` (if any)."""
+        task = asyncio.current_task(self._loop)
+        waiting = None if task is None else self._waiting.get(task)
+        if task is not None and waiting is not None and waiting[0] == math.inf:
+            deadline = self._loop.time() + waiting[2]
+            self._waiting[task] = (deadline, waiting[1], waiting[2])
+            if deadline < self._timer_at:
+                self._arm(deadline)
 
     def stop(self, task: asyncio.Task[Any]) -> bool:
         """End the task's wait; True when its deadline cancelled the task and nothing else did (raise the timeout
@@ -88,7 +99,7 @@ class ReadDeadlines:
         self._timer, self._timer_at = None, math.inf
         due = self._loop.time() + _RESOLUTION
         earliest = math.inf
-        for task, (deadline, cancelling) in list(self._waiting.items()):
+        for task, (deadline, cancelling, _) in list(self._waiting.items()):
             if deadline <= due:
                 del self._waiting[task]
                 self._expired[task] = cancelling
