@@ -10,9 +10,9 @@ import pytest
 from llmkit.transport.backends.deadlines import ReadDeadlines
 
 
-async def wait(deadlines: ReadDeadlines, seconds: float, awaitable: object) -> str:
+async def wait(deadlines: ReadDeadlines, seconds: float, awaitable: object, *, begun: bool = True) -> str:
     """What a backend does around a wait: 'timeout' when the deadline ended it."""
-    waiting = deadlines.start(seconds)
+    waiting = deadlines.start(seconds, begun=begun)
     try:
         await awaitable  # type: ignore[misc]
     except asyncio.CancelledError:
@@ -112,20 +112,11 @@ def test_a_wait_outside_a_task_is_refused() -> None:
 async def test_a_wait_not_begun_has_no_deadline_until_it_begins() -> None:
     deadlines = ReadDeadlines(asyncio.get_running_loop())
 
-    async def held_then_waits() -> str:
-        waiting = deadlines.start(0.05, begun=False)
-        try:
-            await asyncio.sleep(0.1)  # e.g. waiting for a pooled connection: not under the read timeout
-            deadlines.begin()
-            await asyncio.sleep(5)  # then the answer that never comes
-        except asyncio.CancelledError:
-            if deadlines.stop(waiting):
-                return "timeout"
-            raise
-        finally:
-            deadlines.stop(waiting)
-        return "done"
+    async def held_then_waits() -> None:
+        await asyncio.sleep(0.1)  # e.g. waiting for a pooled connection: not under the read timeout
+        deadlines.begin()
+        await asyncio.sleep(5)  # then the answer that never comes
 
     started = time.monotonic()
-    assert await held_then_waits() == "timeout"
+    assert await wait(deadlines, 0.05, held_then_waits(), begun=False) == "timeout"
     assert 0.14 < time.monotonic() - started < 1
