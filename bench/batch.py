@@ -194,8 +194,8 @@ def table(rates: dict[str, float], rss: dict[str, float] | None = None) -> str:
         for name, rate in rates.items()
         if name != "ratio"
     ]
-    verdict = "pass" if rates["ratio"] >= 0.8 else "FAIL"
     ratio = rates["ratio"]
+    verdict = "pass" if ratio >= 0.8 else "FAIL"
     lines += ["", f"llmkit batch / raw floor (median of the rounds' ratios): {ratio:.2f}x (>= 0.8x: {verdict})"]
     if rss:
         lines += ["", memory_line(rss)]

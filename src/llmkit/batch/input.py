@@ -85,7 +85,8 @@ def _parse_chat_request() -> Callable[[Any], ChatRequest]:
 def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
     # the request parser leaves out model, stream and stream_options (_DROPPED) itself
     parsed = _parse_chat_request()(body)
-    return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.params)  # ours alone
+    # the parsed request is not kept, so its params are taken without the copy call_kwargs() makes
+    return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.params)
 
 
 def line_id(text: str | bytes, line: int) -> str:

@@ -550,8 +550,9 @@ class CompletionStreamParser(StreamParser[CompletionResponse]):
 # request -> llmkit (the server side)
 
 _ROLES = {role.value: role for role in MessageRole}
-#: Keys of a client's message that llmkit keeps beside its content.
+#: Keys of a client's message that llmkit keeps beside its role and content.
 _MESSAGE_EXTRAS = ("tool_calls", "tool_call_id", "name")
+_ROLE_AND_CONTENT = frozenset({"role", "content"})
 #: Request keys that are not parameters of the call.
 _STRUCTURAL = frozenset({"model", "messages", "stream", "stream_options", "tools", "tool_choice", "response_format"})
 
@@ -562,9 +563,11 @@ def from_openai_message(message: Any) -> ChatMessage:
     if role is None:
         raise ValueError(f"each message needs a role among {sorted(_ROLES)}: {str(message)[:200]}")
     content = message.get("content")
-    extra = {}
-    if "tool_calls" in message or "tool_call_id" in message or "name" in message:
-        extra = {key: message[key] for key in _MESSAGE_EXTRAS if message.get(key) is not None}
+    extra = (
+        {}
+        if message.keys() <= _ROLE_AND_CONTENT  # the usual message: nothing beside them
+        else {key: message[key] for key in _MESSAGE_EXTRAS if message.get(key) is not None}
+    )
     if content is None or isinstance(content, str):  # role and content checked: built without a second validation
         return text_message(content or "", extra, role=role)
     if not isinstance(content, list):
