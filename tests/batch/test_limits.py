@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from llmkit.batch.limits import BUDGET_REACHED, LocalGate, RedisGate, rpm_window
+from llmkit.batch.limits import BUDGET_REACHED, FIRST_COST_WAIT, LocalGate, RedisGate, rpm_window
 
 
 @pytest.mark.parametrize("rpm", [1, 2, 30, 59, 60, 61, 90, 100, 600, 1000, 3600, 10_007])
@@ -31,17 +31,32 @@ def test_local_gate_counts_requests_per_window() -> None:
 def test_tpm_is_counted_from_the_tokens_answers_report() -> None:
     gate = LocalGate(tpm=600)  # 60 tokens per 6 s window
     assert gate.try_acquire() == 0.0
-    gate.finish(Decimal(0), tokens=60, cost=None)
+    gate.finish(tokens=60, cost=None)
     assert gate.try_acquire() > 0
 
 
-def test_budget_reserves_the_requests_in_flight() -> None:
+def test_budget_sends_the_first_request_alone_then_reserves_the_average_for_each_in_flight() -> None:
     gate = LocalGate(budget=Decimal("1.0"))
-    assert [gate.try_acquire(Decimal("0.3")) for _ in range(4)] == [0.0, 0.0, 0.0, BUDGET_REACHED]
-    gate.finish(Decimal("0.3"), tokens=0, cost=Decimal("0.1"))
-    assert gate.try_acquire(Decimal("0.3")) == 0.0  # the real cost was lower: room again
-    assert gate.spent() == Decimal("0.1")
+    assert gate.try_acquire() == 0.0
+    assert [gate.try_acquire() for _ in range(3)] == [FIRST_COST_WAIT] * 3  # nothing is known before it finishes
+    gate.finish(tokens=0, cost=Decimal("0.2"))
+    # 0.2 spent and 0.2 reserved for each request in flight: four more fit in 1.0, a fifth would pass it
+    assert [gate.try_acquire() for _ in range(5)] == [0.0, 0.0, 0.0, 0.0, BUDGET_REACHED]
+    gate.finish(tokens=0, cost=Decimal("0.1"))  # cheaper than the average: room for one more
+    assert gate.spent() == Decimal("0.3")
+    assert gate.try_acquire() == 0.0  # 0.3 + 4 x 0.15 = 0.9
+    assert gate.try_acquire() == BUDGET_REACHED
     assert LocalGate(budget=Decimal(0)).try_acquire() == BUDGET_REACHED
+
+
+def test_unknown_costs_are_not_in_the_average_and_a_wait_for_the_first_takes_no_rate_slot() -> None:
+    gate = LocalGate(rpm=120, budget=Decimal("1.0"))  # 2 requests per window
+    assert gate.try_acquire() == 0.0
+    assert all(gate.try_acquire() == FIRST_COST_WAIT for _ in range(10))
+    gate.finish(tokens=0, cost=None)  # an answer nothing priced: it ends the wait, the average knows nothing yet
+    assert gate.try_acquire() == 0.0  # the window's second request
+    assert gate.try_acquire() > FIRST_COST_WAIT  # the rate limit's wait, not the first request's
+    assert gate.spent() == 0
 
 
 def test_limits_are_validated() -> None:
@@ -55,12 +70,16 @@ def test_redis_gate_is_shared_by_every_process_of_the_job(redis_url: str) -> Non
     rates = [RedisGate(redis_url, "rated-job", rpm=120) for _ in range(2)]
     assert [rates[0].try_acquire(), rates[1].try_acquire()] == [0.0, 0.0]
     assert rates[0].try_acquire() > 0  # two requests per window, taken by two gates
-    first = RedisGate(redis_url, "shared-job", budget=Decimal("0.05"))
-    second = RedisGate(redis_url, "shared-job", budget=Decimal("0.05"))
+    first = RedisGate(redis_url, "shared-job", budget=Decimal("0.1"))
+    second = RedisGate(redis_url, "shared-job", budget=Decimal("0.1"))
     first.reset()
-    assert first.try_acquire(Decimal("0.02")) == 0.0
-    assert second.try_acquire(Decimal("0.02")) == 0.0
-    asyncio.run(second.release(Decimal("0.02"), tokens=5, cost=Decimal("0.04")))
-    assert first.spent() == Decimal("0.04")
-    assert math.isinf(asyncio.run(first.acquire(Decimal("0.02"))))  # 0.04 spent + 0.02 reserved + 0.02 > 0.05
+    assert first.try_acquire() == 0.0  # each process's first request goes alone
+    assert second.try_acquire() == 0.0
+    assert first.try_acquire() == FIRST_COST_WAIT
+    asyncio.run(first.release(tokens=5, cost=Decimal("0.02")))
+    assert second.spent() == Decimal("0.02")
+    assert second.try_acquire() == FIRST_COST_WAIT  # its own first request is still out
+    # the average (0.02) and the requests in flight are the job's: 0.02 spent + 0.02 x (2, 3, 4, then 5 in flight)
+    assert [asyncio.run(first.acquire()) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert math.isinf(asyncio.run(first.acquire()))
     first.reset()

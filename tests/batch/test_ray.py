@@ -86,6 +86,11 @@ def test_ray_run_writes_the_same_records_as_local_mode_and_resumes(fault_server:
     assert by_id(tmp_path / "ray.jsonl") == by_id(tmp_path / "local.jsonl")
     assert by_id(tmp_path / "ray.jsonl")["line-303"]["error"]["type"] == "InputError"
 
+    # The budget is the job's, whichever worker asks: 16 requests in flight over 2 workers, a budget of 10 requests.
+    each = local.cost / 300
+    stopped = llmkit.batch.run(source, tmp_path / "budget.jsonl", llm, concurrency=16, ray=True, budget=10 * each)
+    assert (stopped.succeeded, stopped.cost) == (10, 10 * each)
+
 
 def test_a_worker_returns_each_answer_when_it_is_done_not_with_its_slowest_neighbour() -> None:
     # The worker class without Ray: its loops take the lines handed over, and an exchange returns what is done.

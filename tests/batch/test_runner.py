@@ -172,8 +172,8 @@ def test_budget_stops_the_job_and_a_rerun_with_more_budget_finishes_it(
     assert first.stopped
     assert "budget" in first.stopped
     assert first.failed == 0
-    assert 45 <= first.succeeded <= 50  # 0.2 / 0.004; the first requests in flight reserve nothing yet
-    assert first.cost <= Decimal("0.2") + 4 * Decimal("0.004")
+    assert first.succeeded == 50  # 0.2 / 0.004: every request in flight reserved the average
+    assert first.cost == Decimal("0.2")
     assert all(r["cost"] == {"amount": "0.004", "currency": "USD"} for r in records(tmp_path / "out.jsonl"))
     second = llmkit.batch.run(source, tmp_path / "out.jsonl", llm, concurrency=4, budget="10")
     assert second.complete
@@ -182,6 +182,36 @@ def test_budget_stops_the_job_and_a_rerun_with_more_budget_finishes_it(
     ids = Counter(record["custom_id"] for record in records(tmp_path / "out.jsonl"))
     assert len(ids) == 200
     assert max(ids.values()) == 1
+
+
+@pytest.mark.usefixtures("priced")
+def test_a_budget_smaller_than_the_requests_in_flight_is_not_passed(fault_server: FaultServer, tmp_path: Path) -> None:
+    # 32 workers, a budget of 5 requests: the first request goes alone and tells the job what one costs
+    source = write_input(tmp_path / "in.jsonl", 100)
+    llm = llm_for(fault_server, "echo")
+    result = llmkit.batch.run(source, tmp_path / "out.jsonl", llm, concurrency=32, budget="0.02")
+    assert (result.succeeded, result.cost) == (5, Decimal("0.02"))
+    assert "budget" in (result.stopped or "")
+
+
+def test_a_failure_that_is_not_a_lines_own_stops_every_worker_before_it_is_raised(tmp_path: Path) -> None:
+    from llmkit.providers.function import FunctionLLM
+
+    class Answering(FunctionLLM):
+        async def _achat(self, messages: Any, **kwargs: Any) -> Any:
+            if messages[-1].content == "boom":
+                raise RuntimeError("the program's own bug, not a line's error")
+            await asyncio.sleep(0.2)
+            return self._chat(messages, **kwargs)
+
+    lines = [{"custom_id": f"q{n}", "prompt": "boom" if n == 3 else "hi"} for n in range(40)]
+
+    async def job() -> set[asyncio.Task[Any]]:
+        with pytest.raises(RuntimeError, match="own bug"):
+            await llmkit.batch.arun(lines, tmp_path / "out.jsonl", Answering(chat_fn=lambda m, k: "ok"), concurrency=4)
+        return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+    assert asyncio.run(job()) == set()  # no worker left sending requests or writing to a closed output
 
 
 def test_retry_failed_sends_the_failed_lines_again(fault_server: FaultServer, tmp_path: Path) -> None:

@@ -7,17 +7,23 @@ minute and no 60 s span (wherever it starts) holds more than ``rpm`` of them. ``
 of 6 s holding a tenth of it, from the tokens each answer reports.
 
 The budget is checked before each request against what was spent plus what the requests in flight are expected to
-cost (each reserves the job's average cost per request so far); a request that would pass it is not sent. So a job
-stops near its budget rather than after it; it can still pass it by what the requests in flight cost above average.
+cost: each reserves the job's average cost per priced request so far, worked out by the gate at that moment (so every
+worker of a job reserves the same figure, however few answers it has seen itself). Until one request has finished,
+nothing can be estimated, so that first request goes alone (the others wait for it): a job of 256 in flight does
+not send 256 requests before it knows what one costs. A request that would pass the budget is not sent. So a job
+stops at its budget rather than after it; it can still pass it by what the requests in flight cost above the
+average. (Through Redis, each process sends its own first request alone.)
 
 Example:
     >>> import asyncio
     >>> from decimal import Decimal
-    >>> gate = LocalGate(rpm=120, budget=Decimal("0.01"))
-    >>> asyncio.run(gate.acquire(Decimal("0.004")))
+    >>> gate = LocalGate(budget=Decimal("0.02"))
+    >>> asyncio.run(gate.acquire()), asyncio.run(gate.acquire()) > 0  # the first goes alone, the next waits for it
+    (0.0, True)
+    >>> asyncio.run(gate.release(tokens=10, cost=Decimal("0.009")))
+    >>> asyncio.run(gate.acquire())  # 0.009 spent + 0.009 reserved
     0.0
-    >>> asyncio.run(gate.release(Decimal("0.004"), tokens=10, cost=Decimal("0.009")))
-    >>> asyncio.run(gate.acquire(Decimal("0.004"))) is BUDGET_REACHED
+    >>> asyncio.run(gate.acquire()) is BUDGET_REACHED  # 0.009 + 2 x 0.009 > 0.02
     True
 """
 
@@ -34,6 +40,8 @@ from llmkit.router.state import LocalState, RouterState
 
 #: What :meth:`Gate.acquire` returns when the next request would pass the budget.
 BUDGET_REACHED: Final = math.inf
+#: Seconds a request waits before asking again while the job's first request, sent alone, has not finished.
+FIRST_COST_WAIT: Final = 0.02
 
 _RPM_NAME, _TPM_NAME = "batch:rpm", "batch:tpm"
 _TPM_SLICES = 10
@@ -59,11 +67,11 @@ class Limits(Protocol):
     def active(self) -> bool:
         """Whether any limit is set (else the engine skips the gate)."""
 
-    async def acquire(self, estimate: Decimal = ...) -> float:
+    async def acquire(self) -> float:
         """0.0 when a request may go now, else seconds to wait, or :data:`BUDGET_REACHED`."""
 
-    async def release(self, estimate: Decimal, tokens: int, cost: Decimal | None) -> None:
-        """A request ended: its tokens and cost."""
+    async def release(self, tokens: int, cost: Decimal | None) -> None:
+        """A request that :meth:`acquire` let go ended: its tokens and cost (None: unknown)."""
 
 
 class Gate(ABC):
@@ -79,6 +87,9 @@ class Gate(ABC):
         self._per_window, window = rpm_window(rpm) if rpm else (0, 60.0)
         self._tokens_per_window = max(1, tpm // _TPM_SLICES) if tpm else 0
         self._rpm_state, self._tpm_state = self._states(window, 60.0 / _TPM_SLICES)
+        # Whether a request of this gate's has finished, and whether one is out before any has: the first goes alone.
+        self._finished_one = False
+        self._first_out = False
 
     @property
     def active(self) -> bool:
@@ -90,20 +101,23 @@ class Gate(ABC):
         """The router states counting requests and tokens, with those window lengths."""
 
     @abstractmethod
-    def _reserve(self, estimate: Decimal) -> bool:
-        """Reserve ``estimate`` of the budget unless spent + reserved + estimate passes it."""
+    def _reserve(self) -> bool:
+        """Count one more request in flight unless spent + (in flight + 1) x the average cost passes the budget."""
 
     @abstractmethod
-    def _settle(self, estimate: Decimal, cost: Decimal) -> None:
-        """Free a reservation and add what the request really cost."""
+    def _settle(self, cost: Decimal | None, in_flight: bool) -> None:
+        """Add what a request cost (None: unknown, not in the average); ``in_flight``: it had reserved."""
 
     @abstractmethod
     def spent(self) -> Decimal:
         """What the job's requests have cost so far (known costs)."""
 
-    def try_acquire(self, estimate: Decimal = Decimal(0)) -> float:
+    def try_acquire(self) -> float:
         """0.0 when a request may go now (its slot is taken), else seconds to wait before asking again, or
         :data:`BUDGET_REACHED`."""
+        budgeted = self.budget is not None
+        if budgeted and self._first_out and not self._finished_one:
+            return FIRST_COST_WAIT  # before the rate slots: a wait must not use up the minute's requests
         if self.rpm and not self._rpm_state.try_acquire(_RPM_NAME, rpm=self._per_window, tpm=None, max_parallel=None):
             return self._rpm_state.seconds_to_next_window() + 0.001
         if self.tpm and not self._tpm_state.try_acquire(
@@ -111,9 +125,11 @@ class Gate(ABC):
         ):
             self._free_rate_slots(rpm_only=True)
             return self._tpm_state.seconds_to_next_window() + 0.001
-        if self.budget is not None and not self._reserve(estimate):
-            self._free_rate_slots()
-            return BUDGET_REACHED
+        if budgeted:
+            if not self._reserve():
+                self._free_rate_slots()
+                return BUDGET_REACHED
+            self._first_out = True
         return 0.0
 
     def _free_rate_slots(self, rpm_only: bool = False) -> None:
@@ -123,23 +139,22 @@ class Gate(ABC):
         if self.tpm and not rpm_only:
             self._tpm_state.release(_TPM_NAME)
 
-    def finish(self, estimate: Decimal, tokens: int, cost: Decimal | None) -> None:
-        """A request ended: count its tokens and its cost."""
+    def finish(self, tokens: int, cost: Decimal | None) -> None:
+        """A request that :meth:`try_acquire` let go ended: count its tokens and its cost (None: unknown)."""
         self._free_rate_slots()
+        self._finished_one = True
         if self.tpm and tokens:
             self._tpm_state.add_tokens(_TPM_NAME, tokens)
-        if self.budget is not None:
-            self._settle(estimate, cost or Decimal(0))
-        elif cost:
-            self._settle(Decimal(0), cost)
+        if self.budget is not None or cost is not None:
+            self._settle(cost, in_flight=self.budget is not None)
 
-    async def acquire(self, estimate: Decimal = Decimal(0)) -> float:
+    async def acquire(self) -> float:
         """Async :meth:`try_acquire`."""
-        return self.try_acquire(estimate)
+        return self.try_acquire()
 
-    async def release(self, estimate: Decimal, tokens: int, cost: Decimal | None) -> None:
+    async def release(self, tokens: int, cost: Decimal | None) -> None:
         """Async :meth:`finish`."""
-        self.finish(estimate, tokens, cost)
+        self.finish(tokens, cost)
 
     async def aspent(self) -> Decimal:
         """Async :meth:`spent`."""
@@ -152,33 +167,45 @@ class LocalGate(Gate):
     def _states(self, rpm_window: float, tpm_window: float) -> tuple[RouterState, RouterState]:
         self._lock = threading.Lock()
         self._spent = Decimal(0)
-        self._reserved = Decimal(0)
+        self._priced = 0  # requests whose cost is known (the average's count)
+        self._in_flight = 0
         return LocalState(window_seconds=rpm_window), LocalState(window_seconds=tpm_window)
 
-    def _reserve(self, estimate: Decimal) -> bool:
+    def _reserve(self) -> bool:
         with self._lock:
             assert self.budget is not None
-            # the first request always goes when nothing is spent: a budget of 0 sends nothing
-            if self._spent + self._reserved + estimate > self.budget or self._spent >= self.budget:
+            spent = self._spent
+            # a budget of 0 sends nothing
+            if spent >= self.budget:
                 return False
-            self._reserved += estimate
+            if self._priced and spent + (self._in_flight + 1) * spent / self._priced > self.budget:
+                return False
+            self._in_flight += 1
             return True
 
-    def _settle(self, estimate: Decimal, cost: Decimal) -> None:
+    def _settle(self, cost: Decimal | None, in_flight: bool) -> None:
         with self._lock:
-            self._reserved -= estimate
-            self._spent += cost
+            if in_flight:
+                self._in_flight -= 1
+            if cost is not None:
+                self._spent += cost
+                self._priced += 1
 
     def spent(self) -> Decimal:
         return self._spent
 
 
-# KEYS: spent, reserved. ARGV: budget, estimate. Amounts in nano-units (integers: exact, and INCRBY is atomic).
+# KEYS: spent, in flight, priced. ARGV: budget. Amounts in nano-units (integers: exact, and INCRBY is atomic).
 _RESERVE = """
+local budget = tonumber(ARGV[1])
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
-local reserved = tonumber(redis.call('GET', KEYS[2]) or '0')
-if spent >= tonumber(ARGV[1]) or spent + reserved + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
-redis.call('INCRBY', KEYS[2], ARGV[2])
+if spent >= budget then return 0 end
+local priced = tonumber(redis.call('GET', KEYS[3]) or '0')
+if priced > 0 then
+  local flying = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if spent + (flying + 1) * spent / priced > budget then return 0 end
+end
+redis.call('INCR', KEYS[2])
 return 1
 """
 
@@ -208,19 +235,21 @@ class RedisGate(Gate):
         rates = RedisState(self.url, namespace=f"batch:{self.job}:rpm", window_seconds=rpm_window)
         tokens = RedisState(self.url, namespace=f"batch:{self.job}:tpm", window_seconds=tpm_window)
         self._redis: Any = rates._redis
-        self._keys = [f"llmkit:batch:{self.job}:spent", f"llmkit:batch:{self.job}:reserved"]
+        self._keys = [f"llmkit:batch:{self.job}:{name}" for name in ("spent", "in-flight", "priced")]
         self._reserve_script = self._redis.register_script(_RESERVE)
         return rates, tokens
 
-    def _reserve(self, estimate: Decimal) -> bool:
+    def _reserve(self) -> bool:
         assert self.budget is not None
-        args = [int(self.budget * _NANO), int(estimate * _NANO)]
-        return bool(self._reserve_script(keys=self._keys, args=args))
+        return bool(self._reserve_script(keys=self._keys, args=[int(self.budget * _NANO)]))
 
-    def _settle(self, estimate: Decimal, cost: Decimal) -> None:
+    def _settle(self, cost: Decimal | None, in_flight: bool) -> None:
         pipe = self._redis.pipeline()
-        pipe.decrby(self._keys[1], int(estimate * _NANO))
-        pipe.incrby(self._keys[0], int(cost * _NANO))
+        if in_flight:
+            pipe.decr(self._keys[1])
+        if cost is not None:
+            pipe.incrby(self._keys[0], int(cost * _NANO))
+            pipe.incr(self._keys[2])
         pipe.execute()
 
     def spent(self) -> Decimal:
@@ -231,11 +260,11 @@ class RedisGate(Gate):
         self._redis.delete(*self._keys)
 
     # Redis calls block on the network: run them off the event loop.
-    async def acquire(self, estimate: Decimal = Decimal(0)) -> float:
-        return await asyncio.to_thread(self.try_acquire, estimate)
+    async def acquire(self) -> float:
+        return await asyncio.to_thread(self.try_acquire)
 
-    async def release(self, estimate: Decimal, tokens: int, cost: Decimal | None) -> None:
-        await asyncio.to_thread(self.finish, estimate, tokens, cost)
+    async def release(self, tokens: int, cost: Decimal | None) -> None:
+        await asyncio.to_thread(self.finish, tokens, cost)
 
     async def aspent(self) -> Decimal:
         return await asyncio.to_thread(self.spent)

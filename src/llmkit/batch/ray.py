@@ -36,7 +36,7 @@ from typing import Any
 from llmkit.batch.input import BadLine, parse_line, read_lines
 from llmkit.batch.limits import Gate, LocalGate, RedisGate
 from llmkit.batch.output import encode
-from llmkit.batch.runner import Engine, EngineOptions, Job, Tally, bad_line_record, tally
+from llmkit.batch.runner import Engine, EngineOptions, Job, Tally, bad_line_record, run_all, tally
 from llmkit.errors import missing_extra
 from llmkit.usage.cost import price_overrides, set_prices
 
@@ -54,11 +54,11 @@ class GateActor:
     def __init__(self, rpm: int | None, tpm: int | None, budget: Decimal | None) -> None:
         self.gate = LocalGate(rpm=rpm, tpm=tpm, budget=budget)
 
-    def try_acquire(self, estimate: Decimal) -> float:
-        return self.gate.try_acquire(estimate)
+    def try_acquire(self) -> float:
+        return self.gate.try_acquire()
 
-    def finish(self, estimate: Decimal, tokens: int, cost: Decimal | None) -> None:
-        self.gate.finish(estimate, tokens, cost)
+    def finish(self, tokens: int, cost: Decimal | None) -> None:
+        self.gate.finish(tokens, cost)
 
 
 class ActorGate:
@@ -69,12 +69,12 @@ class ActorGate:
     def __init__(self, actor: Any) -> None:
         self.actor = actor
 
-    async def acquire(self, estimate: Decimal = Decimal(0)) -> float:
-        wait: float = await self.actor.try_acquire.remote(estimate)
+    async def acquire(self) -> float:
+        wait: float = await self.actor.try_acquire.remote()
         return wait
 
-    async def release(self, estimate: Decimal, tokens: int, cost: Decimal | None) -> None:
-        await self.actor.finish.remote(estimate, tokens, cost)
+    async def release(self, tokens: int, cost: Decimal | None) -> None:
+        await self.actor.finish.remote(tokens, cost)
 
 
 class Worker:
@@ -238,6 +238,6 @@ async def _dispatch(input: str | Path | Iterable[Any], job: Job, pool: list[Any]
                     job.write_line(*answer)
 
     try:
-        await asyncio.gather(*(drive(worker) for worker in pool))
+        await run_all(drive(worker) for worker in pool)
     finally:
         lines.close()  # the input file, when a stop left lines unread

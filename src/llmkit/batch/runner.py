@@ -264,8 +264,6 @@ class Engine:
         # An LLM that retries by itself gets max_retries=0 per call: the engine's retries pass the gate.
         self._call_kwargs: dict[str, Any] = {"max_retries": 0} if "max_retries" in type(llm).model_fields else {}
         self.model = llm.metadata.model_name
-        self._cost_total = Decimal(0)
-        self._cost_calls = 0
 
     async def warm_up(self) -> None:
         """Build the LLM's connection pool for this event loop (importing its HTTP stack) before the first request
@@ -275,14 +273,10 @@ class Engine:
         if transport is not None and hasattr(type(transport), "abackend"):
             transport.abackend  # noqa: B018 (a property that builds the pool)
 
-    def _estimate(self) -> Decimal:
-        return self._cost_total / self._cost_calls if self._cost_calls else Decimal(0)
-
     async def _gated(self, send: Callable[[], Awaitable[Any]]) -> tuple[Any, Cost]:
         """One call through the gate: the response and its cost."""
-        estimate = self._estimate()
         while True:
-            wait = await self.gate.acquire(estimate)
+            wait = await self.gate.acquire()
             if wait == 0.0:
                 break
             if math.isinf(wait):
@@ -294,13 +288,11 @@ class Engine:
             cost: Cost = self._cost_of(response.usage)
             if cost.amount is not None and cost.currency == "USD":
                 spent = cost.amount
-                self._cost_total += spent
-                self._cost_calls += 1
             if response.usage is not None:
                 tokens = response.usage.total_tokens or 0
             return response, cost
         finally:
-            await self.gate.release(estimate, tokens, spent)
+            await self.gate.release(tokens, spent)
 
     async def _structured(self, request: BatchRequest, calls: _Calls) -> tuple[dict[str, Any], Any]:
         """A structured answer (one call or several): the last response's body and the output as JSON."""
@@ -607,9 +599,22 @@ async def _run_local(input: str | Path | Iterable[Any], job: Job, engine: Engine
             job.write(record)
 
     try:
-        await asyncio.gather(*(work() for _ in range(concurrency)))
+        await run_all(work() for _ in range(concurrency))
     finally:
         lines.close()  # the input file, when a stop left lines unread
+
+
+async def run_all(loops: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run a job's loops to the end; the first to fail stops the others (cancelled, and waited for: none still
+    reads the input or writes a record after this returns) and its exception is raised."""
+    tasks = [asyncio.ensure_future(loop) for loop in loops]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _display(progress: bool | None, stats: Stats) -> Display | None:
