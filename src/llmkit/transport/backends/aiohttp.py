@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -107,12 +108,20 @@ class AiohttpBackend(AsyncBackend):
         self._settings = settings
         self._deadlines = ReadDeadlines(asyncio.get_running_loop())
         self._session = aiohttp.ClientSession(
-            connector=_Connector(self._deadlines, limit=MAX_CONNECTIONS, ssl=verified_context("aiohttp")),
+            connector=_Connector(self._deadlines, limit=MAX_CONNECTIONS),
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,  # proxies are ours, from the environment
         )
         self._proxies = ProxyRoutes.from_env() or None
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
+        self._tls: ssl.SSLContext | None = None
+
+    async def _tls_context(self) -> ssl.SSLContext:
+        # Loading the certificate stores is blocking file I/O (~75 ms): done once an https request comes, in a
+        # thread (the loop keeps serving); a client that only talks http:// never pays it.
+        if self._tls is None:
+            self._tls = await asyncio.to_thread(verified_context, "aiohttp")
+        return self._tls
 
     @property
     def native(self) -> aiohttp.ClientSession:
@@ -133,6 +142,7 @@ class AiohttpBackend(AsyncBackend):
         headers, body = request.headers, request.body
         # the read timeout counts once a connection is held (the connector starts it): the wait for a pooled
         # connection and the connect are bounded as before, by the pool and by sock_connect
+        tls = await self._tls_context() if request.url.startswith("https:") else True
         waiting = None if seconds is None else deadlines.start(seconds, begun=False)
         try:
             raw = await self._session.request(
@@ -146,6 +156,7 @@ class AiohttpBackend(AsyncBackend):
                 timeout=timeout,
                 allow_redirects=self._settings.follow_redirects,
                 proxy=None if self._proxies is None else self._proxies.for_url(request.url),
+                ssl=tls,
             )
         except asyncio.CancelledError:
             if waiting is not None and deadlines.stop(waiting):
