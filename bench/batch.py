@@ -1,9 +1,11 @@
-"""Batch jobs: requests/s of ``llmkit batch`` vs a hand-written asyncio + aiohttp loop (the raw floor: no parsing into
-types, no limits, no resume) and vs LiteLLM's ``batch_completion``, against the canned loopback server; and memory
-over a long input.
+"""Batch jobs: requests/s of ``llmkit batch`` vs a hand-written asyncio + aiohttp loop (the raw floor: each line of
+the same input file read with ``json.loads`` and its body posted as it is; no parsing into types, no limits, no
+resume, buffered writes) and vs LiteLLM's ``batch_completion``, against the canned loopback server; and memory over
+a long input.
 
 Every case answers the same N chat requests with the same concurrency and writes one JSON line per answer; the cases
-run interleaved, ``--rounds`` times, and each reports its median. The memory case streams a generated input through
+run interleaved, ``--rounds`` times, and each reports its median. ``python -m bench`` runs this in a new process (a
+batch job's own, as ``llmkit batch`` has). The memory case streams a generated input through
 ``llmkit.batch.run`` against the canned server (or, with ``--memory-upstream in-process``, a model in the process, to
 see the pipeline alone) and samples RSS as it goes; the issue's figure is ``--memory-lines 1000000`` (about 10
 minutes against the canned server on two cores).
@@ -41,20 +43,20 @@ def _input(path: Path, count: int) -> Path:
     return path
 
 
-async def _raw_aiohttp(base: str, count: int, concurrency: int, output: Path) -> None:
+async def _raw_aiohttp(base: str, source: Path, concurrency: int, output: Path) -> None:
+    """The floor: each input line read and its body posted as it is, each answer written as one line (buffered)."""
     import aiohttp
 
-    pending = iter(range(count))
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        with output.open("w") as out:
+        with source.open("rb") as lines, output.open("w") as out:
 
             async def worker() -> None:
-                for i in pending:
-                    body = {"model": "bench", "messages": [{"role": "user", "content": f"{PROMPT} ({i})"}]}
-                    async with session.post(f"{base}/chat/completions", json=body) as response:
+                for line in lines:
+                    request = json.loads(line)
+                    async with session.post(f"{base}/chat/completions", json=request["body"]) as response:
                         answer = await response.json()
-                    out.write(json.dumps({"custom_id": f"r{i}", "body": answer}) + "\n")
+                    out.write(json.dumps({"custom_id": request["custom_id"], "body": answer}) + "\n")
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
 
@@ -88,7 +90,7 @@ def throughput(requests: int = 3000, concurrency: int = 8, rounds: int = 1) -> d
     rates: dict[str, list[float]] = {}
     with running() as base:
         cases: dict[str, Any] = {
-            FLOOR: lambda n, out: asyncio.run(_raw_aiohttp(base, n, concurrency, out)),
+            FLOOR: lambda n, out: asyncio.run(_raw_aiohttp(base, source if n == requests else warm, concurrency, out)),
             OURS: lambda n, out: llmkit.batch.run(
                 source if n == requests else warm,
                 out,
@@ -202,6 +204,22 @@ def table(rates: dict[str, float], rss: dict[str, float] | None = None) -> str:
     return "\n".join(lines)
 
 
+def in_new_process(
+    requests: int, concurrency: int, rounds: int, memory_lines: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`throughput` and :func:`memory` in a new Python process, as a batch job runs (``llmkit batch``): the
+    report's earlier benchmarks leave their objects on this process's heap, and each pass of the garbage collector
+    over them would be charged to whichever case allocates more, not to its own work."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "bench.batch", "--json", "--requests", str(requests)]
+    command += ["--concurrency", str(concurrency), "--rounds", str(rounds), "--memory-lines", str(memory_lines)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    rates, rss = json.loads(done.stdout.splitlines()[-1])
+    return rates, rss
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=3000)
@@ -209,7 +227,13 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved runs of each case (the median is shown)")
     parser.add_argument("--memory-lines", type=int, default=200_000, help="0 skips the memory case")
     parser.add_argument("--memory-upstream", choices=["canned", "in-process"], default="canned")
+    parser.add_argument("--json", action="store_true", help="one concurrency: print [rates, rss] as one JSON line")
     args = parser.parse_args()
+    if args.json:
+        rates = throughput(args.requests, int(args.concurrency), args.rounds)
+        rss = memory(args.memory_lines, args.memory_upstream) if args.memory_lines else {}
+        print(json.dumps([rates, rss]))
+        return 0
     for concurrency in [int(value) for value in args.concurrency.split(",")]:
         print(f"{args.requests} requests at {concurrency} in flight, median of {args.rounds} rounds:\n")
         print(table(throughput(args.requests, concurrency, args.rounds)) + "\n", flush=True)

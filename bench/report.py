@@ -191,7 +191,7 @@ def main() -> int:
     print("usage, cost and tracing ...", flush=True)
     observed = observability.measure(calls=args.calls)
     print("batch ...", flush=True)
-    batched = (batch.throughput(3000, 256, rounds=5), batch.memory(200_000))
+    batched = batch.in_new_process(3000, 256, rounds=5, memory_lines=200_000)
     print("gateway ...", flush=True)
     gatewayed = gateway.measure(seconds=3.0, rss_requests=20_000)
     profiled = gateway_profile.measure(3.0, gateway_profile.servers_available())
