@@ -27,14 +27,11 @@ import json
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic_core import from_json
 
 from llmkit.types import ChatMessage, MessageRole
-
-if TYPE_CHECKING:
-    from llmkit.wire.openai import ChatRequest
 
 #: Keys of a plain line that are not sampling parameters.
 _PLAIN_KEYS = frozenset({"custom_id", "prompt", "messages"})
@@ -42,7 +39,7 @@ _PLAIN_KEYS = frozenset({"custom_id", "prompt", "messages"})
 _DROPPED = frozenset({"model", "stream", "stream_options"})
 
 
-@dataclass
+@dataclass(slots=True)
 class BatchRequest:
     """One request of a job: its id, its line number (from 1), and what to send."""
 
@@ -54,7 +51,7 @@ class BatchRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class BadLine:
     """A line that is not a request: written as an error record with its number."""
 
@@ -74,19 +71,18 @@ def _custom_id(data: Any, line: int) -> str:
 
 
 @functools.cache
-def _parse_chat_request() -> Callable[[Any], ChatRequest]:
+def _parse_chat_call() -> Callable[[Any], tuple[list[ChatMessage], dict[str, Any]]]:
     # imported once (the wire module pulls in the HTTP stack), not on every line: an import statement in a function
     # costs ~1 us each time it runs
-    from llmkit.wire.openai import parse_chat_request
+    from llmkit.wire.openai import parse_chat_call
 
-    return parse_chat_request
+    return parse_chat_call
 
 
 def _chat(body: dict[str, Any], custom_id: str, line: int) -> BatchRequest:
     # the request parser leaves out model, stream and stream_options (_DROPPED) itself
-    parsed = _parse_chat_request()(body)
-    # the parsed request is not kept, so its params are taken without the copy call_kwargs() makes
-    return BatchRequest(custom_id, line, "chat", messages=parsed.messages, params=parsed.params)
+    messages, params = _parse_chat_call()(body)
+    return BatchRequest(custom_id, line, "chat", messages=messages, params=params)
 
 
 def line_id(text: str | bytes, line: int) -> str:

@@ -248,6 +248,7 @@ class Engine:
 
         self.llm = llm
         self.gate = gate
+        self._gated = gate.active  # the limits are set when a gate is made: asked once, not per call
         self.options = options or EngineOptions()
         self.output_cls: Any = None
         if self.options.schema is not None:
@@ -273,7 +274,7 @@ class Engine:
         if transport is not None and hasattr(type(transport), "abackend"):
             transport.abackend  # noqa: B018 (a property that builds the pool)
 
-    async def _gated(self, send: Callable[[], Awaitable[Any]]) -> tuple[Any, Cost]:
+    async def _through_gate(self, send: Callable[[], Awaitable[Any]]) -> tuple[Any, Cost]:
         """One call through the gate: the response and its cost."""
         while True:
             wait = await self.gate.acquire()
@@ -299,12 +300,12 @@ class Engine:
         from llmkit._steps import arun_steps
         from llmkit.structured import structured_steps
 
-        llm, gated = self.llm, self.gate.active
+        llm, gated = self.llm, self._gated
 
         async def achat(step_messages: Any, **step_kwargs: Any) -> ChatResponse:
             merged = {**step_kwargs, **self._call_kwargs}
             if gated:
-                answer, cost = await self._gated(lambda: llm.achat(step_messages, **merged))
+                answer, cost = await self._through_gate(lambda: llm.achat(step_messages, **merged))
             else:
                 answer = await llm.achat(step_messages, **merged)
                 cost = self._cost_of(answer.usage)
@@ -345,8 +346,8 @@ class Engine:
                         "usage": _usage_json(calls.usage),
                         "cost": calls.cost_json(),
                     }
-                if self.gate.active:
-                    response, cost = await self._gated(lambda: _call(llm, request, kwargs))
+                if self._gated:
+                    response, cost = await self._through_gate(lambda: _call(llm, request, kwargs))
                 else:  # awaited here, without a closure
                     response = await _call(llm, request, kwargs)
                     cost = self._cost_of(response.usage)

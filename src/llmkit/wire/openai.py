@@ -8,7 +8,7 @@ Client side (what providers use):
 
 Server side (what a gateway uses):
 
-* request -> llmkit: :func:`from_openai_message`, :func:`parse_chat_request`;
+* request -> llmkit: :func:`from_openai_message`, :func:`parse_chat_request` (:func:`parse_chat_call`);
 * llmkit -> reply: :func:`chat_completion_json`, :class:`ChunkEncoder` (stream chunks, tool-call deltas included)
   and :func:`sse` (one server-sent event).
 
@@ -612,6 +612,20 @@ class ChatRequest:
 
 def parse_chat_request(body: Any) -> ChatRequest:
     """An OpenAI ``/chat/completions`` request body; ``ValueError`` naming the field when it is malformed."""
+    messages, params = parse_chat_call(body)
+    options = body.get("stream_options") or {}
+    return ChatRequest(
+        model=str(body.get("model") or ""),
+        messages=messages,
+        params=params,
+        stream=bool(body.get("stream")),
+        include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+    )
+
+
+def parse_chat_call(body: Any) -> tuple[list[ChatMessage], dict[str, Any]]:
+    """The messages and the call's keyword arguments of an OpenAI ``/chat/completions`` request body (what
+    :func:`parse_chat_request` reads, less the model and streaming): ``llm.chat(messages, **params)``."""
     if not isinstance(body, dict):
         raise ValueError("the request body must be a JSON object")
     messages = body.get("messages")
@@ -627,14 +641,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         params["json_schema"] = fmt["json_schema"]
     elif fmt is not None:
         params["response_format"] = fmt
-    options = body.get("stream_options") or {}
-    return ChatRequest(
-        model=str(body.get("model") or ""),
-        messages=[from_openai_message(m) for m in messages],
-        params=params,
-        stream=bool(body.get("stream")),
-        include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-    )
+    return [from_openai_message(m) for m in messages], params
 
 
 def chat_request_body(request: ChatRequest) -> dict[str, Any]:
