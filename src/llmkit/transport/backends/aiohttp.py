@@ -142,7 +142,7 @@ class AiohttpBackend(AsyncBackend):
         headers, body = request.headers, request.body
         # the read timeout counts once a connection is held (the connector starts it): the wait for a pooled
         # connection and the connect are bounded as before, by the pool and by sock_connect
-        tls = await self._tls_context() if request.url.startswith("https:") else True
+        tls = await self._tls_context() if request.url[:6].lower() == "https:" else True
         waiting = None if seconds is None else deadlines.start(seconds, begun=False)
         try:
             raw = await self._session.request(
