@@ -422,9 +422,7 @@ class _Event:
         self.token: Any = None
 
     def done(self, response: R) -> R:
-        if response.usage is not None:
-            self.llm._stamp_usage(response.usage)
-        self.response = response
+        self.response = self.llm._stamped_response(response)
         return response
 
     def __enter__(self) -> _Event:
@@ -666,19 +664,28 @@ class LLM(BaseLLM):
             parameters,
         )
 
+    def _quiet(self) -> bool:
+        """Whether nobody listens to a call made now (no handler of this LLM's, no global one, no enclosing call)."""
+        return not self.callback_manager.handlers and not listening()
+
+    def _stamped_response(self, response: R) -> R:
+        """``response`` with its usage stamped with who served it (:meth:`_stamp_usage`)."""
+        if response.usage is not None:
+            self._stamp_usage(response.usage)
+        return response
+
     def _event(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> _Event:
         """One call as the callbacks see it: ``with self._event(...) as event: return event.done(response)``."""
+        if self._quiet():
+            return _Event(self, None, None)  # nobody listens: no event, no work on the hot path
         manager = self.callback_manager
-        if not manager.handlers and not listening():
-            return _Event(self, None, None)  # nobody listens: no event object, no work on the hot path
         event = manager.start(kind, payload, kwargs, self.class_name(), *self._event_fields(kwargs))
         return _Event(self, manager, event)
 
     def _start(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> LLMEvent | None:
-        manager = self.callback_manager
-        if not manager.handlers and not listening():
+        if self._quiet():
             return None
-        return manager.start(kind, payload, kwargs, self.class_name(), *self._event_fields(kwargs))
+        return self.callback_manager.start(kind, payload, kwargs, self.class_name(), *self._event_fields(kwargs))
 
     def _observed(self, event: LLMEvent | None, gen: Iterator[R]) -> Generator[R, None, None]:
         """A stream as callbacks see it (:meth:`_observe`), or, when nobody listens, just stamped (:meth:`_stamped`)."""
@@ -785,6 +792,8 @@ class LLM(BaseLLM):
             'Hello'
         """
         messages = self._prepare_messages(messages)
+        if self._quiet() and not self._chat_via_completion():  # the usual call: nobody listens, no event object
+            return self._stamped_response(self._chat(messages, **kwargs))
         with self._event("chat", messages, kwargs) as event:
             if self._chat_via_completion():
                 return event.done(completion_to_chat(self._complete(self.messages_to_prompt(messages), **kwargs)))
@@ -841,6 +850,8 @@ class LLM(BaseLLM):
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async chat endpoint for LLM."""
         messages = self._prepare_messages(messages)
+        if self._quiet() and not self._chat_via_completion():  # the usual call: nobody listens, no event object
+            return self._stamped_response(await self._achat(messages, **kwargs))
         with self._event("chat", messages, kwargs) as event:
             if self._chat_via_completion():
                 prompt = self.messages_to_prompt(messages)
