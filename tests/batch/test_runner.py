@@ -214,6 +214,41 @@ def test_a_failure_that_is_not_a_lines_own_stops_every_worker_before_it_is_raise
     assert asyncio.run(job()) == set()  # no worker left sending requests or writing to a closed output
 
 
+_FULL_DISK = """
+import resource, signal, sys
+import llmkit.batch
+from llmkit.providers.function import FunctionLLM
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+llm = FunctionLLM(chat_fn=lambda messages, kwargs: "ok")
+lines = [{"custom_id": f"q{n}", "prompt": "hi"} for n in range(2000)]
+try:
+    llmkit.batch.run(lines, sys.argv[1], llm, concurrency=4)
+except OSError as exc:
+    print(exc.errno, len(llm.calls))
+"""
+
+
+def test_an_output_that_cannot_be_written_stops_the_job_with_the_systems_error(tmp_path: Path) -> None:
+    # A real failing disk: the process may write 4 KB to a file (RLIMIT_FSIZE), then every write fails.
+    import errno
+
+    script = tmp_path / "full.py"
+    script.write_text(_FULL_DISK)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out.jsonl")], env=_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    failed_with, calls = map(int, done.stdout.split())
+    assert failed_with == errno.EFBIG  # raised, not swallowed
+    assert calls < 200  # the job stopped at the failed write, not after answering every line into the void
+    written = (tmp_path / "out.jsonl").read_bytes()
+    assert 0 < len(written) <= 4096
+    whole = written[: written.rfind(b"\n") + 1]  # a cut last line is what a rerun's scan drops
+    assert all(json.loads(line)["custom_id"] for line in whole.splitlines())
+
+
 def test_retry_failed_sends_the_failed_lines_again(fault_server: FaultServer, tmp_path: Path) -> None:
     source = write_input(tmp_path / "in.jsonl", 3)
     out = tmp_path / "out.jsonl"

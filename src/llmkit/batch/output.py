@@ -1,11 +1,13 @@
 """The output file: one writer, crash-safe appends, and resume.
 
-Each record is one JSON line, written by one ``os.write`` of the whole line on a file opened ``O_APPEND``: no user
-space buffer holds records, so a process killed with ``kill -9`` loses no line it wrote. A kill can at worst cut a
-line short while it is being written; on the next run :func:`scan` drops that trailing partial line (truncates the
-file to its last newline) and collects the ``custom_id`` of every complete record, which the job then skips. So a
-rerun after a crash neither duplicates nor loses a line. ``fsync`` guards against the machine itself going down:
-``"always"`` (each record), ``"batch"`` (at most once a second, and at the end; the default) or ``"never"``.
+Each record is one JSON line, written by one ``os.write`` of whole lines on a file opened ``O_APPEND`` (a job
+writes the records answered in one turn of its event loop together, at the start of the next): no user space
+buffer holds records past that, so a process killed with ``kill -9`` loses no line it wrote, only answers not yet
+written, whose requests a rerun sends again. A kill can at worst cut a line short while it is being written; on the
+next run :func:`scan` drops that trailing partial line (truncates the file to its last newline) and collects the
+``custom_id`` of every complete record, which the job then skips. So a rerun after a crash neither duplicates nor
+loses a line. ``fsync`` guards against the machine itself going down: ``"always"`` (each write), ``"batch"`` (at
+most once a second, and at the end; the default) or ``"never"``.
 
 Example:
     >>> import tempfile, os
@@ -227,7 +229,8 @@ class ResultWriter:
         self.write_line(encode(record))
 
     def write_line(self, line: bytes) -> None:
-        """Append one encoded record (a full line, newline included)."""
+        """Append encoded records: one full line (newline included), or several in one block (one ``write()``: a
+        kill can cut only its last line short, which :func:`scan` drops)."""
         fd = self._fd
         if fd is None:
             raise ValueError("the writer is closed")

@@ -397,6 +397,9 @@ class Job:
         self.stats = Stats()
         self.writer = ResultWriter(self.output, fsync)
         self.stopped: str | None = None
+        # Records of the event loop's current turn, written together at the start of its next one (_flush).
+        self._pending: list[bytes] = []
+        self._write_failed: BaseException | None = None
 
     def admit(self, number: int, text: str | bytes) -> BatchRequest | None:
         """The request of an input line to send, or None: already done (skipped), or bad (its error written).
@@ -438,16 +441,46 @@ class Job:
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and count it."""
-        self.writer.write_line(encode(record))
+        self._append(encode(record))
         self.stats.count(*tally(record))
 
     def write_line(self, line: bytes, counts: Tally) -> None:
         """Append one record encoded elsewhere (:func:`~llmkit.batch.output.encode`), with its :func:`tally`."""
-        self.writer.write_line(line)
+        self._append(line)
         self.stats.count(*counts)
 
+    def _append(self, line: bytes) -> None:
+        # The records answered in one turn of the event loop (tens, at hundreds in flight) go out in one write at
+        # the start of the next turn: a system call per record cost more than the rest of the engine's bookkeeping.
+        # Until then a record is as unwritten as a request in flight: a kill loses it, and a rerun sends it again.
+        if self._write_failed is not None:
+            raise self._write_failed
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush)
+            except RuntimeError:  # no event loop: written now
+                self.writer.write_line(line)
+                return
+        self._pending.append(line)
+
+    def _flush(self) -> None:
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        try:
+            self.writer.write_line(lines[0] if len(lines) == 1 else b"".join(lines))
+        except BaseException as exc:  # raised by the next write, or by close(): the job stops with it
+            self._write_failed = exc
+
     def close(self) -> None:
-        self.writer.close()
+        """Write what is pending and close the output; a failed write is raised here if nothing raised it yet."""
+        try:
+            self._flush()
+        finally:
+            self.writer.close()
+        failed, self._write_failed = self._write_failed, None
+        if failed is not None:
+            raise failed
 
     def result(self) -> BatchResult:
         stats = self.stats
