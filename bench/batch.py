@@ -215,7 +215,7 @@ def in_new_process(
 
     command = [sys.executable, "-m", "bench.batch", "--json", "--requests", str(requests)]
     command += ["--concurrency", str(concurrency), "--rounds", str(rounds), "--memory-lines", str(memory_lines)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)  # its errors on our stderr
     rates, rss = json.loads(done.stdout.splitlines()[-1])
     return rates, rss
 

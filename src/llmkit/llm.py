@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, Valid
 from pydantic.json_schema import SkipJsonSchema
 
 from llmkit._steps import arun_steps, run_steps
-from llmkit.callbacks import CallbackManager, LLMEvent, listening, operation
+from llmkit.callbacks import CallbackManager, LLMEvent, operation
 from llmkit.callbacks import _current as _CURRENT
 from llmkit.capabilities import Capabilities
 from llmkit.errors import ConfigurationError, InputError, SerializationError, ToolCallError, configuration_error
@@ -666,7 +666,7 @@ class LLM(BaseLLM):
 
     def _quiet(self) -> bool:
         """Whether nobody listens to a call made now (no handler of this LLM's, no global one, no enclosing call)."""
-        return not self.callback_manager.handlers and not listening()
+        return not self.callback_manager.listening
 
     def _stamped_response(self, response: R) -> R:
         """``response`` with its usage stamped with who served it (:meth:`_stamp_usage`)."""

@@ -49,14 +49,19 @@ def test_budget_sends_the_first_request_alone_then_reserves_the_average_for_each
     assert LocalGate(budget=Decimal(0)).try_acquire() == BUDGET_REACHED
 
 
-def test_unknown_costs_are_not_in_the_average_and_a_wait_for_the_first_takes_no_rate_slot() -> None:
-    gate = LocalGate(rpm=120, budget=Decimal("1.0"))  # 2 requests per window
+def test_until_an_answer_comes_requests_go_one_at_a_time_and_waits_take_no_rate_slot() -> None:
+    gate = LocalGate(rpm=120, budget=Decimal("1.0"))  # 2 requests per ~1 s window
     assert gate.try_acquire() == 0.0
     assert all(gate.try_acquire() == FIRST_COST_WAIT for _ in range(10))
-    gate.finish(tokens=0, cost=None)  # an answer nothing priced: it ends the wait, the average knows nothing yet
-    assert gate.try_acquire() == 0.0  # the window's second request
-    assert gate.try_acquire() > FIRST_COST_WAIT  # the rate limit's wait, not the first request's
+    gate.finish(tokens=0, cost=None, answered=False)  # it failed: still nothing known, the next goes alone
+    assert gate.try_acquire() == 0.0  # the window's second request (the waits took none)
+    assert gate.try_acquire() == FIRST_COST_WAIT
+    gate.finish(tokens=0, cost=None)  # an answer nothing priced: every request may go, none is reserved
     assert gate.spent() == 0
+    free = LocalGate(budget=Decimal("1.0"))
+    free.try_acquire()
+    free.finish(tokens=0, cost=None)
+    assert [free.try_acquire() for _ in range(5)] == [0.0] * 5
 
 
 def test_limits_are_validated() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from llmkit import ChatMessage, OpenAILike
 from llmkit.errors import APIConnectionError
+from tests.conftest import free_port
 
 trustme = pytest.importorskip("trustme", reason="the 'dev' extra is not installed: pip install 'llmkit[dev]'")
 
@@ -91,11 +92,16 @@ async def calls():
     except APIConnectionError:
         pass
     loaded_for_http = verified_context.cache_info().currsize
-    answer = await OpenAILike(model="m", api_base=url).achat(hi)
-    return loaded_for_http, answer.message.content
+    first = OpenAILike(model="m", api_base=url)
+    answers = await asyncio.gather(*(first.achat(hi) for _ in range(4)))  # the first https calls, at once
+    shouting = OpenAILike(model="m", api_base=url.replace("https:", "HTTPS:"))
+    answers.append(await shouting.achat(hi))
+    loaded = verified_context.cache_info()
+    assert {a.message.content for a in answers} == {"over TLS"}
+    return loaded_for_http, (loaded.currsize, loaded.misses), answers[0].message.content
 
-loaded_for_http, async_answer = asyncio.run(calls())
-print(loaded_for_http, async_answer, OpenAILike(model="m", api_base=url).chat(hi).message.content, sep="|")
+loaded_for_http, loaded, async_answer = asyncio.run(calls())
+print(loaded_for_http, loaded, async_answer, OpenAILike(model="m", api_base=url).chat(hi).message.content, sep="|")
 """
 
 
@@ -112,10 +118,17 @@ def test_an_authority_named_in_ssl_cert_file_is_trusted(
     script = tmp_path / "client.py"
     script.write_text(_CLIENT)
     done = subprocess.run(
-        [sys.executable, str(script), url, "http://127.0.0.1:9/v1"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, str(script), url, f"http://127.0.0.1:{free_port()}/v1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    loaded_for_http, async_answer, sync_answer = done.stdout.strip().split("|")
+    loaded_for_http, loaded, async_answer, sync_answer = done.stdout.strip().split("|")
     assert (async_answer, sync_answer) == ("over TLS", "over TLS")
     if backend == "default":
         assert loaded_for_http == "0"  # aiohttp: an http-only client never loads the certificate stores
+        # then the https calls (four at once, one to an upper-case scheme) used llmkit's verified context, loaded
+        # once (aiohttp's own ssl=True would verify too, and read SSL_CERT_FILE, without it)
+        assert loaded == "(1, 1)"

@@ -8,11 +8,12 @@ of 6 s holding a tenth of it, from the tokens each answer reports.
 
 The budget is checked before each request against what was spent plus what the requests in flight are expected to
 cost: each reserves the job's average cost per priced request so far, worked out by the gate at that moment (so every
-worker of a job reserves the same figure, however few answers it has seen itself). Until one request has finished,
-nothing can be estimated, so that first request goes alone (the others wait for it): a job of 256 in flight does
-not send 256 requests before it knows what one costs. A request that would pass the budget is not sent. So a job
-stops at its budget rather than after it; it can still pass it by what the requests in flight cost above the
-average. (Through Redis, each process sends its own first request alone.)
+worker of a job reserves the same figure, however few answers it has seen itself). Until an answer has come,
+nothing can be estimated, so requests go one at a time (the others wait; a failed one is followed by the next
+alone): a job of 256 in flight does not send 256 requests before it knows what one costs. A request that would pass
+the budget is not sent. So a job stops at its budget rather than after it; it can still pass it by what the
+requests in flight cost above the average. Answers nothing prices are not counted (a budget cannot hold them).
+Through Redis, each process sends its own first request alone.
 
 Example:
     >>> import asyncio
@@ -32,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from abc import ABC, abstractmethod
 from decimal import Decimal
 from typing import Any, Final, Protocol
@@ -40,7 +42,7 @@ from llmkit.router.state import LocalState, RouterState
 
 #: What :meth:`Gate.acquire` returns when the next request would pass the budget.
 BUDGET_REACHED: Final = math.inf
-#: Seconds a request waits before asking again while the job's first request, sent alone, has not finished.
+#: The shortest wait before asking again while a budgeted job's first request is out alone (the wait grows to 1 s).
 FIRST_COST_WAIT: Final = 0.02
 
 _RPM_NAME, _TPM_NAME = "batch:rpm", "batch:tpm"
@@ -70,8 +72,9 @@ class Limits(Protocol):
     async def acquire(self) -> float:
         """0.0 when a request may go now, else seconds to wait, or :data:`BUDGET_REACHED`."""
 
-    async def release(self, tokens: int, cost: Decimal | None) -> None:
-        """A request that :meth:`acquire` let go ended: its tokens and cost (None: unknown)."""
+    async def release(self, tokens: int, cost: Decimal | None, answered: bool = True) -> None:
+        """A request that :meth:`acquire` let go ended: its tokens and cost (None: unknown); ``answered``: an answer
+        came (else it failed)."""
 
 
 class Gate(ABC):
@@ -87,9 +90,11 @@ class Gate(ABC):
         self._per_window, window = rpm_window(rpm) if rpm else (0, 60.0)
         self._tokens_per_window = max(1, tpm // _TPM_SLICES) if tpm else 0
         self._rpm_state, self._tpm_state = self._states(window, 60.0 / _TPM_SLICES)
-        # Whether a request of this gate's has finished, and whether one is out before any has: the first goes alone.
-        self._finished_one = False
-        self._first_out = False
+        # Until an answer has come (priced or not), a budgeted job sends one request at a time: _first_out says
+        # when it went out (None: none is out). A lock, since RedisGate asks from several threads at once.
+        self._answered = False
+        self._first_out: float | None = None
+        self._first_lock = threading.Lock()
 
     @property
     def active(self) -> bool:
@@ -115,9 +120,21 @@ class Gate(ABC):
     def try_acquire(self) -> float:
         """0.0 when a request may go now (its slot is taken), else seconds to wait before asking again, or
         :data:`BUDGET_REACHED`."""
-        budgeted = self.budget is not None
-        if budgeted and self._first_out and not self._finished_one:
-            return FIRST_COST_WAIT  # before the rate slots: a wait must not use up the minute's requests
+        if self.budget is None or self._answered:
+            return self._take_slots()
+        with self._first_lock:  # nothing known yet: one request at a time
+            if self._answered:
+                return self._take_slots()
+            if self._first_out is not None:
+                # checked before the rate slots (a wait must not use up the minute's requests); asked again sooner
+                # at first, then up to once a second, so a slow first answer is not polled thousands of times
+                return min(1.0, max(FIRST_COST_WAIT, (time.monotonic() - self._first_out) / 4))
+            wait = self._take_slots()
+            if wait == 0.0:
+                self._first_out = time.monotonic()
+            return wait
+
+    def _take_slots(self) -> float:
         if self.rpm and not self._rpm_state.try_acquire(_RPM_NAME, rpm=self._per_window, tpm=None, max_parallel=None):
             return self._rpm_state.seconds_to_next_window() + 0.001
         if self.tpm and not self._tpm_state.try_acquire(
@@ -125,11 +142,9 @@ class Gate(ABC):
         ):
             self._free_rate_slots(rpm_only=True)
             return self._tpm_state.seconds_to_next_window() + 0.001
-        if budgeted:
-            if not self._reserve():
-                self._free_rate_slots()
-                return BUDGET_REACHED
-            self._first_out = True
+        if self.budget is not None and not self._reserve():
+            self._free_rate_slots()
+            return BUDGET_REACHED
         return 0.0
 
     def _free_rate_slots(self, rpm_only: bool = False) -> None:
@@ -139,10 +154,13 @@ class Gate(ABC):
         if self.tpm and not rpm_only:
             self._tpm_state.release(_TPM_NAME)
 
-    def finish(self, tokens: int, cost: Decimal | None) -> None:
-        """A request that :meth:`try_acquire` let go ended: count its tokens and its cost (None: unknown)."""
+    def finish(self, tokens: int, cost: Decimal | None, answered: bool = True) -> None:
+        """A request that :meth:`try_acquire` let go ended: count its tokens and its cost (None: unknown).
+        ``answered``: an answer came (a failed request tells nothing of what one costs)."""
         self._free_rate_slots()
-        self._finished_one = True
+        if answered:
+            self._answered = True
+        self._first_out = None
         if self.tpm and tokens:
             self._tpm_state.add_tokens(_TPM_NAME, tokens)
         if self.budget is not None or cost is not None:
@@ -152,9 +170,9 @@ class Gate(ABC):
         """Async :meth:`try_acquire`."""
         return self.try_acquire()
 
-    async def release(self, tokens: int, cost: Decimal | None) -> None:
+    async def release(self, tokens: int, cost: Decimal | None, answered: bool = True) -> None:
         """Async :meth:`finish`."""
-        self.finish(tokens, cost)
+        self.finish(tokens, cost, answered)
 
     async def aspent(self) -> Decimal:
         """Async :meth:`spent`."""
@@ -263,8 +281,8 @@ class RedisGate(Gate):
     async def acquire(self) -> float:
         return await asyncio.to_thread(self.try_acquire)
 
-    async def release(self, tokens: int, cost: Decimal | None) -> None:
-        await asyncio.to_thread(self.finish, tokens, cost)
+    async def release(self, tokens: int, cost: Decimal | None, answered: bool = True) -> None:
+        await asyncio.to_thread(self.finish, tokens, cost, answered)
 
     async def aspent(self) -> Decimal:
         return await asyncio.to_thread(self.spent)

@@ -228,6 +228,11 @@ class ResultWriter:
         """Append one record."""
         self.write_line(encode(record))
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._fd is None
+
     def write_line(self, line: bytes) -> None:
         """Append encoded records: one full line (newline included), or several in one block (one ``write()``: a
         kill can cut only its last line short, which :func:`scan` drops)."""

@@ -57,8 +57,8 @@ class GateActor:
     def try_acquire(self) -> float:
         return self.gate.try_acquire()
 
-    def finish(self, tokens: int, cost: Decimal | None) -> None:
-        self.gate.finish(tokens, cost)
+    def finish(self, tokens: int, cost: Decimal | None, answered: bool) -> None:
+        self.gate.finish(tokens, cost, answered)
 
 
 class ActorGate:
@@ -73,8 +73,8 @@ class ActorGate:
         wait: float = await self.actor.try_acquire.remote()
         return wait
 
-    async def release(self, tokens: int, cost: Decimal | None) -> None:
-        await self.actor.finish.remote(tokens, cost)
+    async def release(self, tokens: int, cost: Decimal | None, answered: bool = True) -> None:
+        await self.actor.finish.remote(tokens, cost, answered)
 
 
 class Worker:

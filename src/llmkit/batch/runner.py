@@ -283,9 +283,10 @@ class Engine:
             if math.isinf(wait):
                 raise _BudgetReached
             await asyncio.sleep(wait)
-        tokens, spent = 0, None
+        tokens, spent, answered = 0, None, False
         try:
             response = await send()
+            answered = True
             cost: Cost = self._cost_of(response.usage)
             if cost.amount is not None and cost.currency == "USD":
                 spent = cost.amount
@@ -293,7 +294,7 @@ class Engine:
                 tokens = response.usage.total_tokens or 0
             return response, cost
         finally:
-            await self.gate.release(tokens, spent)
+            await self.gate.release(tokens, spent, answered)
 
     async def _structured(self, request: BatchRequest, calls: _Calls) -> tuple[dict[str, Any], Any]:
         """A structured answer (one call or several): the last response's body and the output as JSON."""
@@ -383,6 +384,10 @@ class Engine:
             return record
 
 
+#: Records pending that are written at once, without waiting for the event loop's next turn.
+_FLUSH_AT = 256
+
+
 class Job:
     """The driver's side of a job: input lines in, records out through the one writer, counts for the display."""
 
@@ -400,6 +405,7 @@ class Job:
         # Records of the event loop's current turn, written together at the start of its next one (_flush).
         self._pending: list[bytes] = []
         self._write_failed: BaseException | None = None
+        self._failure_raised = False
 
     def admit(self, number: int, text: str | bytes) -> BatchRequest | None:
         """The request of an input line to send, or None: already done (skipped), or bad (its error written).
@@ -453,19 +459,26 @@ class Job:
         # The records answered in one turn of the event loop (tens, at hundreds in flight) go out in one write at
         # the start of the next turn: a system call per record cost more than the rest of the engine's bookkeeping.
         # Until then a record is as unwritten as a request in flight: a kill loses it, and a rerun sends it again.
+        # (An LLM that answers without yielding, a cache's hit, keeps the turn going: _FLUSH_AT lines go at once.)
         if self._write_failed is not None:
+            self._failure_raised = True
             raise self._write_failed
-        if not self._pending:
+        pending = self._pending
+        if not pending:
+            if self.writer.closed:
+                raise ValueError("the job's output is closed")
             try:
                 asyncio.get_running_loop().call_soon(self._flush)
             except RuntimeError:  # no event loop: written now
                 self.writer.write_line(line)
                 return
-        self._pending.append(line)
+        pending.append(line)
+        if len(pending) >= _FLUSH_AT:
+            self._flush()
 
     def _flush(self) -> None:
         lines, self._pending = self._pending, []
-        if not lines:
+        if not lines or self._write_failed is not None:
             return
         try:
             self.writer.write_line(lines[0] if len(lines) == 1 else b"".join(lines))
@@ -473,14 +486,14 @@ class Job:
             self._write_failed = exc
 
     def close(self) -> None:
-        """Write what is pending and close the output; a failed write is raised here if nothing raised it yet."""
+        """Write what is pending and close the output; a failed write is raised here unless a write raised it."""
         try:
             self._flush()
         finally:
             self.writer.close()
-        failed, self._write_failed = self._write_failed, None
-        if failed is not None:
-            raise failed
+        if self._write_failed is not None and not self._failure_raised:
+            self._failure_raised = True
+            raise self._write_failed
 
     def result(self) -> BatchResult:
         stats = self.stats
@@ -595,9 +608,11 @@ async def arun(
         else:
             await _run_local(input, state, Engine(target, gate, options), concurrency)
     finally:
-        state.close()
-        if display is not None:
-            display.stop()
+        try:
+            state.close()
+        finally:
+            if display is not None:
+                display.stop()
     return state.result()
 
 

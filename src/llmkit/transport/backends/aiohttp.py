@@ -115,12 +115,15 @@ class AiohttpBackend(AsyncBackend):
         self._proxies = ProxyRoutes.from_env() or None
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
         self._tls: ssl.SSLContext | None = None
+        self._tls_loading = asyncio.Lock()
 
     async def _tls_context(self) -> ssl.SSLContext:
         # Loading the certificate stores is blocking file I/O (~75 ms): done once an https request comes, in a
-        # thread (the loop keeps serving); a client that only talks http:// never pays it.
-        if self._tls is None:
-            self._tls = await asyncio.to_thread(verified_context, "aiohttp")
+        # thread (the loop keeps serving); a client that only talks http:// never pays it. One load, however many
+        # requests come first: aiohttp pools connections per context, so each must get the same one.
+        async with self._tls_loading:
+            if self._tls is None:
+                self._tls = await asyncio.to_thread(verified_context, "aiohttp")
         return self._tls
 
     @property
@@ -142,7 +145,7 @@ class AiohttpBackend(AsyncBackend):
         headers, body = request.headers, request.body
         # the read timeout counts once a connection is held (the connector starts it): the wait for a pooled
         # connection and the connect are bounded as before, by the pool and by sock_connect
-        tls = await self._tls_context() if request.url[:6].lower() == "https:" else True
+        tls = (self._tls or await self._tls_context()) if request.url[:6].lower() == "https:" else True
         waiting = None if seconds is None else deadlines.start(seconds, begun=False)
         try:
             raw = await self._session.request(
