@@ -110,8 +110,8 @@ class Gate(ABC):
         """Count one more request in flight unless spent + (in flight + 1) x the average cost passes the budget."""
 
     @abstractmethod
-    def _settle(self, cost: Decimal | None, in_flight: bool) -> None:
-        """Add what a request cost (None: unknown, not in the average); ``in_flight``: it had reserved."""
+    def _settle(self, cost: Decimal | None) -> None:
+        """Add what a request cost (None: unknown, not in the average); with a budget, it leaves the in-flight count."""
 
     @abstractmethod
     def spent(self) -> Decimal:
@@ -164,7 +164,7 @@ class Gate(ABC):
         if self.tpm and tokens:
             self._tpm_state.add_tokens(_TPM_NAME, tokens)
         if self.budget is not None or cost is not None:
-            self._settle(cost, in_flight=self.budget is not None)
+            self._settle(cost)
 
     async def acquire(self) -> float:
         """Async :meth:`try_acquire`."""
@@ -201,9 +201,9 @@ class LocalGate(Gate):
             self._in_flight += 1
             return True
 
-    def _settle(self, cost: Decimal | None, in_flight: bool) -> None:
+    def _settle(self, cost: Decimal | None) -> None:
         with self._lock:
-            if in_flight:
+            if self.budget is not None:
                 self._in_flight -= 1
             if cost is not None:
                 self._spent += cost
@@ -261,9 +261,9 @@ class RedisGate(Gate):
         assert self.budget is not None
         return bool(self._reserve_script(keys=self._keys, args=[int(self.budget * _NANO)]))
 
-    def _settle(self, cost: Decimal | None, in_flight: bool) -> None:
+    def _settle(self, cost: Decimal | None) -> None:
         pipe = self._redis.pipeline()
-        if in_flight:
+        if self.budget is not None:
             pipe.decr(self._keys[1])
         if cost is not None:
             pipe.incrby(self._keys[0], int(cost * _NANO))

@@ -467,11 +467,7 @@ class Job:
         if not pending:
             if self.writer.closed:
                 raise ValueError("the job's output is closed")
-            try:
-                asyncio.get_running_loop().call_soon(self._flush)
-            except RuntimeError:  # no event loop: written now
-                self.writer.write_line(line)
-                return
+            asyncio.get_running_loop().call_soon(self._flush)  # a job's records come from its event loop
         pending.append(line)
         if len(pending) >= _FLUSH_AT:
             self._flush()

@@ -68,8 +68,10 @@ class ReadDeadlines:
     def begin(self) -> None:
         """Start counting the current task's wait that :meth:`start` registered with ``begun=False`` (if any)."""
         task = asyncio.current_task(self._loop)
-        waiting = None if task is None else self._waiting.get(task)
-        if task is not None and waiting is not None and waiting[0] == math.inf:
+        if task is None:
+            return
+        waiting = self._waiting.get(task)
+        if waiting is not None and waiting[0] == math.inf:
             deadline = self._loop.time() + waiting[2]
             self._waiting[task] = (deadline, waiting[1], waiting[2])
             if deadline < self._timer_at:
