@@ -328,6 +328,10 @@ class BaseLLM(BaseModel, ABC):
         await self.aclose()
 
 
+def _metadata_of(llm: LLM) -> LLMMetadata:
+    return llm.metadata
+
+
 def _map_stream(gen: Iterator[Any], convert: Callable[[Any], R]) -> Generator[R, None, None]:
     try:
         for item in gen:
@@ -497,22 +501,23 @@ class LLM(BaseLLM):
             private["_derived"] = {}
         return clone
 
-    def _derived_value(self, key: str, work_out: Callable[[], T]) -> T:
+    def _derived_value(self, key: str, work_out: Callable[[Any], T]) -> T:
         """A value that follows from the fields: kept under ``key`` when the provider says so (until a field is
-        set), else worked out per call."""
+        set), else ``work_out(self)`` per call. (A function of the LLM, not a bound method: a call that finds the
+        value kept makes no method object.)"""
         private = self.__pydantic_private__
         if private is not None:
             value: T | None = private["_derived"].get(key)
             if value is not None:
                 return value
-        value = work_out()
+        value = work_out(self)
         if self._derived_from_fields and private is not None:
             private["_derived"][key] = value
         return value
 
     def _call_metadata(self) -> LLMMetadata:
         """``metadata`` as calls read it (built once when it follows from the fields)."""
-        return self._derived_value("metadata", lambda: self.metadata)
+        return self._derived_value("metadata", _metadata_of)
 
     @classmethod
     def class_name(cls) -> str:
@@ -592,10 +597,10 @@ class LLM(BaseLLM):
         )
 
     def _chat_via_completion(self) -> bool:
-        return self._derived_value("routes", self._work_out_routing)[0]
+        return self._derived_value("routes", LLM._work_out_routing)[0]
 
     def _completion_via_chat(self) -> bool:
-        return self._derived_value("routes", self._work_out_routing)[1]
+        return self._derived_value("routes", LLM._work_out_routing)[1]
 
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         out = as_messages(messages)
@@ -635,7 +640,7 @@ class LLM(BaseLLM):
 
     def _field_parameters(self) -> dict[str, Any]:
         """The sampling parameters this LLM's fields set (the ones events report)."""
-        return self._derived_value("parameters", self._work_out_field_parameters)
+        return self._derived_value("parameters", LLM._work_out_field_parameters)
 
     def _work_out_field_parameters(self) -> dict[str, Any]:
         fields = type(self).model_fields  # only declared fields: a missing attribute costs pydantic an exception
@@ -646,7 +651,7 @@ class LLM(BaseLLM):
         worked out once when they follow from the fields; handlers only read them)."""
         if kwargs:
             return self._work_out_event_fields(kwargs)
-        return self._derived_value("event_fields", lambda: self._work_out_event_fields(kwargs))
+        return self._derived_value("event_fields", lambda _: self._work_out_event_fields(kwargs))
 
     def _work_out_event_fields(self, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         parameters = dict(self._field_parameters())

@@ -443,7 +443,10 @@ class ChatMessage(BaseModel):
     @property
     def content(self) -> str | None:
         """The text of the message: its text blocks joined by newlines, or None when it has none."""
-        texts = [b.text for b in self.blocks if isinstance(b, TextBlock)]
+        blocks = self.blocks
+        if len(blocks) == 1 and type(blocks[0]) is TextBlock:  # the usual message: one text
+            return blocks[0].text
+        texts = [b.text for b in blocks if isinstance(b, TextBlock)]
         return "\n".join(texts) if texts else None
 
     @content.setter
@@ -664,7 +667,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # BaseModel's slots, set through their descriptors: several times cheaper than ``object.__setattr__`` by name.
 _new_object = object.__new__
-_set_attribute = object.__setattr__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
 _set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
 _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
@@ -689,7 +692,7 @@ def trusted(cls: type[M], /, **values: Any) -> M:
     """Build a model from values already of the right types, with no validation and no defaults filled in: every
     field must be given. For the hot path of parsing streams, where ``model_construct`` costs several times more."""
     obj = _new_object(cls)
-    _set_attribute(obj, "__dict__", values)
+    _set_dict(obj, values)
     _set_fields_set(obj, _ALL_FIELDS[cls])
     _set_extra(obj, None)
     _set_private(obj, None)

@@ -128,7 +128,7 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     def _provider_name(self) -> str:
         """The server kind the profile names; for a generic server, the hosted service its URL names (priced from its
         rates) or ``openai_compatible`` for one on this machine or a private network (unpriced unless told)."""
-        return self._derived_value("provider", self._work_out_provider_name)
+        return self._derived_value("provider", OpenAILike._work_out_provider_name)
 
     def _work_out_provider_name(self) -> str:
         name = self.profile.name
