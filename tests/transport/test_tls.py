@@ -18,6 +18,8 @@ import pytest
 
 from llmkit import ChatMessage, OpenAILike
 from llmkit.errors import APIConnectionError
+from llmkit.transport import HTTPTransport, Request
+from llmkit.transport.tls import verified_context
 from tests.conftest import free_port
 
 trustme = pytest.importorskip("trustme", reason="the 'dev' extra is not installed: pip install 'llmkit[dev]'")
@@ -43,8 +45,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(MEDIA)))
+        self.end_headers()
+        self.wfile.write(MEDIA)
+
     def log_message(self, format: str, *args: object) -> None:
         pass  # quiet test output; a refused handshake never reaches a handler
+
+
+MEDIA = b"media over TLS"
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +91,8 @@ _CLIENT = """
 import asyncio, sys
 from llmkit import ChatMessage, OpenAILike
 from llmkit.errors import APIConnectionError
+from llmkit.transport import HTTPTransport, Request
+from llmkit.transport.tls import verified_context
 from llmkit.transport.tls import verified_context
 
 hi = [ChatMessage(role="user", content="hi")]
@@ -132,3 +145,63 @@ def test_an_authority_named_in_ssl_cert_file_is_trusted(
         # then the https calls (four at once, one to an upper-case scheme) used llmkit's verified context, loaded
         # once (aiohttp's own ssl=True would verify too, and read SSL_CERT_FILE, without it)
         assert loaded == "(1, 1)"
+
+
+def _redirecting_to(target: str) -> type[BaseHTTPRequestHandler]:
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Redirect
+
+
+@pytest.fixture
+def trusting_llmkit_only(tls_server: tuple[str, Path]) -> Iterator[None]:
+    """llmkit's verified contexts trust the test authority; the libraries' own default contexts do not."""
+    verified_context.cache_clear()
+    for library in ("aiohttp", "urllib3", "httpx"):
+        verified_context(library).load_verify_locations(str(tls_server[1]))
+    yield
+    verified_context.cache_clear()  # the next user loads the stores afresh
+
+
+@pytest.mark.usefixtures("http_backend", "trusting_llmkit_only")
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_redirect_from_http_to_https_is_verified_with_llmkits_context(
+    tls_server: tuple[str, Path], mode: str
+) -> None:
+    import asyncio
+
+    origin = tls_server[0].rsplit("/v1", 1)[0]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _redirecting_to(origin))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    transport = HTTPTransport(provider="media", follow_redirects=True, max_retries=0, timeout=10.0)
+    request = Request("GET", f"http://127.0.0.1:{server.server_address[1]}/image.png")
+
+    async def fetch() -> bytes:
+        response = await transport.asend(request, stream=True)
+        try:
+            return b"".join([chunk async for chunk in response.aiter_bytes()])
+        finally:
+            await response.aclose()
+            await transport.aclose()
+
+    def fetch_sync() -> bytes:
+        response = transport.send(request, stream=True)
+        try:
+            return b"".join(response.iter_bytes())
+        finally:
+            response.close()
+            transport.close()
+
+    try:
+        assert (fetch_sync() if mode == "sync" else asyncio.run(fetch())) == MEDIA
+    finally:
+        server.shutdown()
+        server.server_close()

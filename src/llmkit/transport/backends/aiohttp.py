@@ -115,6 +115,7 @@ class AiohttpBackend(AsyncBackend):
         self._proxies = ProxyRoutes.from_env() or None
         self._default = (settings.timeouts, self._timeout(settings.timeouts))
         self._tls: ssl.SSLContext | None = None
+        self._redirects = settings.follow_redirects
         self._tls_loading = asyncio.Lock()
 
     async def _tls_context(self) -> ssl.SSLContext:
@@ -145,7 +146,9 @@ class AiohttpBackend(AsyncBackend):
         headers, body = request.headers, request.body
         # the read timeout counts once a connection is held (the connector starts it): the wait for a pooled
         # connection and the connect are bounded as before, by the pool and by sock_connect
-        tls = (self._tls or await self._tls_context()) if request.url[:6].lower() == "https:" else True
+        # (a client that follows redirects may be sent from http:// to https://: it verifies with our context too)
+        secure = self._redirects or request.url[:6].lower() == "https:"
+        tls = (self._tls or await self._tls_context()) if secure else True
         waiting = None if seconds is None else deadlines.start(seconds, begun=False)
         try:
             raw = await self._session.request(
@@ -157,7 +160,7 @@ class AiohttpBackend(AsyncBackend):
                 # set on the session, aiohttp builds a table of the skipped names for every request
                 skip_auto_headers=_NO_CONTENT_TYPE if body is not None and "Content-Type" not in headers else None,
                 timeout=timeout,
-                allow_redirects=self._settings.follow_redirects,
+                allow_redirects=self._redirects,
                 proxy=None if self._proxies is None else self._proxies.for_url(request.url),
                 ssl=tls,
             )
