@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -81,7 +81,7 @@ class Request:
     content: bytes | None = None
     headers: dict[str, str] | None = None
     params: dict[str, Any] | None = None
-    extensions: dict[str, Any] = field(default_factory=dict)
+    extensions: dict[str, Any] | None = None
     replay_safe: bool = True
 
 
