@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from decimal import Decimal
 
 import pytest
 
-from llmkit.batch.limits import BUDGET_REACHED, FIRST_COST_WAIT, LocalGate, RedisGate, rpm_window
+from llmkit.batch.limits import _RPM_NAME, BUDGET_REACHED, FIRST_COST_WAIT, LocalGate, RedisGate, rpm_window
 
 
 @pytest.mark.parametrize("rpm", [1, 2, 30, 59, 60, 61, 90, 100, 600, 1000, 3600, 10_007])
@@ -88,3 +89,65 @@ def test_redis_gate_is_shared_by_every_process_of_the_job(redis_url: str) -> Non
     assert [asyncio.run(first.acquire()) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert math.isinf(asyncio.run(first.acquire()))
     first.reset()
+
+
+def _flying(gate: RedisGate) -> int:
+    return sum(int(count) for count in gate._redis.hvals(gate._keys[1]))
+
+
+def test_a_killed_processs_requests_in_flight_stop_counting_after_its_lease(redis_url: str) -> None:
+    killed = RedisGate(redis_url, "killed-job", budget=Decimal("1.0"), lease=1.0)
+    killed.reset()
+    assert killed.try_acquire() == 0.0
+    killed.finish(tokens=5, cost=Decimal("0.1"))  # the average: 0.1 a request
+    # 0.1 spent + 0.1 x (1 ... 9 in flight) fits a budget of 1.0; the process is then killed (nothing released)
+    assert [killed.try_acquire() for _ in range(9)] == [0.0] * 9
+    rerun = RedisGate(redis_url, "killed-job", budget=Decimal("1.0"), lease=1.0)
+    assert rerun.try_acquire() is BUDGET_REACHED  # its 9 still count while their lease runs
+    time.sleep(1.2)
+    assert rerun.try_acquire() == 0.0  # then they are gone: only the rerun's own request is in flight
+    assert _flying(rerun) == 1
+    rerun.finish(tokens=5, cost=Decimal("0.1"))
+    assert (_flying(rerun), rerun.spent()) == (0, Decimal("0.2"))
+    rerun.reset()
+
+
+def test_a_living_process_keeps_its_requests_counted_and_a_lapsed_count_is_not_taken_twice(redis_url: str) -> None:
+    gate = RedisGate(redis_url, "lapsed-job", budget=Decimal("1.0"), lease=0.5)
+    gate.reset()
+    assert gate.try_acquire() == 0.0
+    gate.finish(tokens=1, cost=Decimal("0.1"))
+    assert [gate.try_acquire() for _ in range(2)] == [0.0, 0.0]
+    other = RedisGate(redis_url, "lapsed-job", budget=Decimal("1.0"), lease=0.5)
+    time.sleep(0.7)  # no news from gate for longer than its lease: its 2 in flight are dropped at the next reserve
+    assert other.try_acquire() == 0.0
+    assert _flying(other) == 1
+    gate.finish(tokens=1, cost=Decimal("0.1"))  # one of the dropped ones ends: the count does not go below 0
+    gate.finish(tokens=1, cost=Decimal("0.1"))
+    assert (_flying(other), gate.spent()) == (1, Decimal("0.3"))
+    gate.reset()
+
+
+def test_an_acquire_cancelled_while_redis_answers_gives_its_reservation_back(redis_url: str) -> None:
+    gate = RedisGate(redis_url, "cancelled-job", rpm=6000, budget=Decimal("1.0"))
+    gate.reset()
+    assert gate.try_acquire() == 0.0
+    gate.finish(tokens=1, cost=Decimal("0.1"))
+    redis = pytest.importorskip("redis")
+    pauser = redis.Redis.from_url(redis_url)
+
+    async def cancelled_acquire() -> None:
+        pauser.execute_command("CLIENT", "PAUSE", "300", "WRITE")  # the reservation's script waits for Redis
+        task = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_acquire())
+    deadline = time.monotonic() + 5
+    while _flying(gate) and time.monotonic() < deadline:  # the thread finishes its reservation, then gives it back
+        time.sleep(0.05)
+    assert _flying(gate) == 0
+    assert gate._rpm_state.in_flight(_RPM_NAME) == 0  # the rate slot it took is back too
+    gate.reset()

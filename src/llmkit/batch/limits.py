@@ -13,7 +13,8 @@ nothing can be estimated, so requests go one at a time (the others wait; a faile
 alone): a job of 256 in flight does not send 256 requests before it knows what one costs. A request that would pass
 the budget is not sent. So a job stops at its budget rather than after it; it can still pass it by what the
 requests in flight cost above the average. Answers nothing prices are not counted (a budget cannot hold them).
-Through Redis, each process sends its own first request alone.
+Through Redis, each process sends its own first request alone, and its requests in flight count while it renews
+its lease (:data:`LEASE`): a killed process's stop counting soon after, so a rerun is not held back by them.
 
 Example:
     >>> import asyncio
@@ -34,6 +35,7 @@ import asyncio
 import math
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
 from decimal import Decimal
 from typing import Any, Final, Protocol
@@ -213,28 +215,67 @@ class LocalGate(Gate):
         return self._spent
 
 
-# KEYS: spent, in flight, priced. ARGV: budget. Amounts in nano-units (integers: exact, and INCRBY is atomic).
+# KEYS: spent, in flight (a hash: gate -> its requests in flight), priced, leases (a sorted set: gate -> when its
+# lease ends). Amounts in nano-units (integers: exact, and INCRBY is atomic). A gate renews its lease whenever it
+# reserves or settles; the requests of a gate whose lease ended (its process was killed) stop counting.
 _RESERVE = """
 local budget = tonumber(ARGV[1])
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 if spent >= budget then return 0 end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local gone = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)
+for _, gate in ipairs(gone) do
+  redis.call('HDEL', KEYS[2], gate)
+  redis.call('ZREM', KEYS[4], gate)
+end
 local priced = tonumber(redis.call('GET', KEYS[3]) or '0')
 if priced > 0 then
-  local flying = tonumber(redis.call('GET', KEYS[2]) or '0')
+  local flying = 0
+  for _, count in ipairs(redis.call('HVALS', KEYS[2])) do flying = flying + tonumber(count) end
   if spent + (flying + 1) * spent / priced > budget then return 0 end
 end
-redis.call('INCR', KEYS[2])
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[2])
 return 1
 """
 
+# KEYS: as above. ARGV: the gate, its lease (s), 1 when a reservation ends (a budget), the cost (or '' unknown).
+_SETTLE = """
+if ARGV[3] == '1' then
+  -- 0 when the lease had lapsed (the count was dropped): nothing to take back
+  if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], -1) end
+  local clock = redis.call('TIME')
+  redis.call('ZADD', KEYS[4], tonumber(clock[1]) + tonumber(clock[2]) / 1000000 + tonumber(ARGV[2]), ARGV[1])
+end
+if ARGV[4] ~= '' then
+  redis.call('INCRBY', KEYS[1], ARGV[4])
+  redis.call('INCR', KEYS[3])
+end
+"""
+
+#: Seconds a gate's requests in flight count without news from it (a reservation or a settled request).
+LEASE = 120.0
+
 _NANO = Decimal(1_000_000_000)  # amounts kept in nano-units in Redis (a cheap model's call is ~1e-6 USD)
+
+
+class _Attempt:
+    """One acquire run in a thread: what it got, and whether the task that asked gave up on it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wait: float | None = None
+        self.abandoned = False
 
 
 class RedisGate(Gate):
     """Limits shared through Redis (extra ``redis``): every process and machine of the job holds the same ones.
 
     ``job`` names the job in Redis (its counters live under ``llmkit:batch:<job>:``); a rerun of a job starts from
-    what it had spent, so give a new job a new name, or call :meth:`reset`."""
+    what it had spent, so give a new job a new name, or call :meth:`reset`. Each gate's requests in flight count
+    against the budget while it renews its lease (every request it starts or ends does); those of a process that was
+    killed stop counting ``lease`` seconds after its last news."""
 
     def __init__(
         self,
@@ -243,8 +284,11 @@ class RedisGate(Gate):
         rpm: int | None = None,
         tpm: int | None = None,
         budget: Decimal | None = None,
+        *,
+        lease: float = LEASE,
     ) -> None:
-        self.url, self.job = url, job
+        self.url, self.job, self.lease = url, job, lease
+        self._id = uuid.uuid4().hex
         super().__init__(rpm, tpm, budget)
 
     def _states(self, rpm_window: float, tpm_window: float) -> tuple[RouterState, RouterState]:
@@ -253,22 +297,19 @@ class RedisGate(Gate):
         rates = RedisState(self.url, namespace=f"batch:{self.job}:rpm", window_seconds=rpm_window)
         tokens = RedisState(self.url, namespace=f"batch:{self.job}:tpm", window_seconds=tpm_window)
         self._redis: Any = rates._redis
-        self._keys = [f"llmkit:batch:{self.job}:{name}" for name in ("spent", "in-flight", "priced")]
+        self._keys = [f"llmkit:batch:{self.job}:{name}" for name in ("spent", "flying", "priced", "leases")]
         self._reserve_script = self._redis.register_script(_RESERVE)
+        self._settle_script = self._redis.register_script(_SETTLE)
         return rates, tokens
 
     def _reserve(self) -> bool:
         assert self.budget is not None
-        return bool(self._reserve_script(keys=self._keys, args=[int(self.budget * _NANO)]))
+        return bool(self._reserve_script(keys=self._keys, args=[int(self.budget * _NANO), self._id, self.lease]))
 
     def _settle(self, cost: Decimal | None) -> None:
-        pipe = self._redis.pipeline()
-        if self.budget is not None:
-            pipe.decr(self._keys[1])
-        if cost is not None:
-            pipe.incrby(self._keys[0], int(cost * _NANO))
-            pipe.incr(self._keys[2])
-        pipe.execute()
+        reserved = "1" if self.budget is not None else "0"
+        nano = "" if cost is None else int(cost * _NANO)
+        self._settle_script(keys=self._keys, args=[self._id, self.lease, reserved, nano])
 
     def spent(self) -> Decimal:
         return Decimal(int(self._redis.get(self._keys[0]) or 0)) / _NANO
@@ -279,7 +320,30 @@ class RedisGate(Gate):
 
     # Redis calls block on the network: run them off the event loop.
     async def acquire(self) -> float:
-        return await asyncio.to_thread(self.try_acquire)
+        attempt = _Attempt()
+        try:
+            return await asyncio.to_thread(self._acquire_for, attempt)
+        except asyncio.CancelledError:
+            # Nobody will send the request this acquire lets go: its slots and reservation go back, here if the
+            # thread already took them, else by the thread when it has.
+            with attempt.lock:
+                attempt.abandoned, taken = True, attempt.wait == 0.0
+            if taken:
+                threading.Thread(target=self._give_back, name="llmkit: give back a slot").start()
+            raise
+
+    def _acquire_for(self, attempt: _Attempt) -> float:
+        wait = self.try_acquire()
+        with attempt.lock:
+            attempt.wait = wait
+            if not attempt.abandoned:
+                return wait
+        if wait == 0.0:
+            self._give_back()
+        return wait
+
+    def _give_back(self) -> None:
+        self.finish(0, None, answered=False)
 
     async def release(self, tokens: int, cost: Decimal | None, answered: bool = True) -> None:
         await asyncio.to_thread(self.finish, tokens, cost, answered)
