@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import copy
+import operator
 import os
 import re
 from abc import ABC, abstractmethod
@@ -328,8 +329,15 @@ class BaseLLM(BaseModel, ABC):
         await self.aclose()
 
 
-def _metadata_of(llm: LLM) -> LLMMetadata:
-    return llm.metadata
+# What a derived value is worked out by, called on the LLM (see LLM._derived_value): each dispatches to the LLM's own
+# class, and none is made per call.
+_metadata_of: Callable[[Any], LLMMetadata] = operator.attrgetter("metadata")
+_WORK_OUT_ROUTING: Callable[[Any], tuple[bool, bool]] = operator.methodcaller("_work_out_routing")
+_WORK_OUT_FIELD_PARAMETERS: Callable[[Any], dict[str, Any]] = operator.methodcaller("_work_out_field_parameters")
+# a call without kwargs (the method only reads them)
+_WORK_OUT_EVENT_FIELDS: Callable[[Any], tuple[str, str, dict[str, Any]]] = operator.methodcaller(
+    "_work_out_event_fields", {}
+)
 
 
 def _map_stream(gen: Iterator[Any], convert: Callable[[Any], R]) -> Generator[R, None, None]:
@@ -597,10 +605,10 @@ class LLM(BaseLLM):
         )
 
     def _chat_via_completion(self) -> bool:
-        return self._derived_value("routes", LLM._work_out_routing)[0]
+        return self._derived_value("routes", _WORK_OUT_ROUTING)[0]
 
     def _completion_via_chat(self) -> bool:
-        return self._derived_value("routes", LLM._work_out_routing)[1]
+        return self._derived_value("routes", _WORK_OUT_ROUTING)[1]
 
     def _prepare_messages(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         out = as_messages(messages)
@@ -640,7 +648,7 @@ class LLM(BaseLLM):
 
     def _field_parameters(self) -> dict[str, Any]:
         """The sampling parameters this LLM's fields set (the ones events report)."""
-        return self._derived_value("parameters", LLM._work_out_field_parameters)
+        return self._derived_value("parameters", _WORK_OUT_FIELD_PARAMETERS)
 
     def _work_out_field_parameters(self) -> dict[str, Any]:
         fields = type(self).model_fields  # only declared fields: a missing attribute costs pydantic an exception
@@ -651,7 +659,7 @@ class LLM(BaseLLM):
         worked out once when they follow from the fields; handlers only read them)."""
         if kwargs:
             return self._work_out_event_fields(kwargs)
-        return self._derived_value("event_fields", lambda _: self._work_out_event_fields(kwargs))
+        return self._derived_value("event_fields", _WORK_OUT_EVENT_FIELDS)
 
     def _work_out_event_fields(self, kwargs: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         parameters = dict(self._field_parameters())

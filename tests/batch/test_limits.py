@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from llmkit.batch.limits import _RPM_NAME, BUDGET_REACHED, FIRST_COST_WAIT, LocalGate, RedisGate, rpm_window
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("rpm", [1, 2, 30, 59, 60, 61, 90, 100, 600, 1000, 3600, 10_007])
@@ -95,16 +102,49 @@ def _flying(gate: RedisGate) -> int:
     return sum(int(count) for count in gate._redis.hvals(gate._keys[1]))
 
 
+# A process of a job: its first request answered (0.1 USD: the job's average), then N more sent and never answered,
+# until told on stdin to finish them.
+_WORKER = """
+import sys
+from decimal import Decimal
+from llmkit.batch.limits import RedisGate
+
+url, job, lease, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+gate = RedisGate(url, job, budget=Decimal("1.0"), lease=lease)
+assert gate.try_acquire() == 0.0
+gate.finish(tokens=5, cost=Decimal("0.1"))
+assert [gate.try_acquire() for _ in range(n)] == [0.0] * n
+print("sent", flush=True)
+sys.stdin.readline()
+for _ in range(n):
+    gate.finish(tokens=5, cost=Decimal("0.1"))
+print("finished", flush=True)
+"""
+
+
+def _job_process(redis_url: str, job: str, lease: float, in_flight: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen(
+        [sys.executable, "-c", _WORKER, redis_url, job, str(lease), str(in_flight)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "sent"
+    return process
+
+
 def test_a_killed_processs_requests_in_flight_stop_counting_after_its_lease(redis_url: str) -> None:
-    killed = RedisGate(redis_url, "killed-job", budget=Decimal("1.0"), lease=1.0)
-    killed.reset()
-    assert killed.try_acquire() == 0.0
-    killed.finish(tokens=5, cost=Decimal("0.1"))  # the average: 0.1 a request
-    # 0.1 spent + 0.1 x (1 ... 9 in flight) fits a budget of 1.0; the process is then killed (nothing released)
-    assert [killed.try_acquire() for _ in range(9)] == [0.0] * 9
-    rerun = RedisGate(redis_url, "killed-job", budget=Decimal("1.0"), lease=1.0)
+    rerun = RedisGate(redis_url, "killed-job", budget=Decimal("1.0"), lease=3.0)
+    rerun.reset()
+    # 0.1 spent + 0.1 x (1 ... 9 in flight) fits a budget of 1.0: the process sends 9, then is killed
+    killed = _job_process(redis_url, "killed-job", lease=2.0, in_flight=9)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
     assert rerun.try_acquire() is BUDGET_REACHED  # its 9 still count while their lease runs
-    time.sleep(1.2)
+    time.sleep(2.5)
     assert rerun.try_acquire() == 0.0  # then they are gone: only the rerun's own request is in flight
     assert _flying(rerun) == 1
     rerun.finish(tokens=5, cost=Decimal("0.1"))
@@ -112,20 +152,43 @@ def test_a_killed_processs_requests_in_flight_stop_counting_after_its_lease(redi
     rerun.reset()
 
 
-def test_a_living_process_keeps_its_requests_counted_and_a_lapsed_count_is_not_taken_twice(redis_url: str) -> None:
-    gate = RedisGate(redis_url, "lapsed-job", budget=Decimal("1.0"), lease=0.5)
+def test_a_living_process_renews_its_lease_while_its_requests_are_in_flight(redis_url: str) -> None:
+    gate = RedisGate(redis_url, "renewed-job", budget=Decimal("1.0"), lease=0.6)
     gate.reset()
     assert gate.try_acquire() == 0.0
     gate.finish(tokens=1, cost=Decimal("0.1"))
-    assert [gate.try_acquire() for _ in range(2)] == [0.0, 0.0]
-    other = RedisGate(redis_url, "lapsed-job", budget=Decimal("1.0"), lease=0.5)
-    time.sleep(0.7)  # no news from gate for longer than its lease: its 2 in flight are dropped at the next reserve
+    assert [gate.try_acquire() for _ in range(3)] == [0.0] * 3  # long requests: no news for 3 leases
+    time.sleep(1.8)
+    other = RedisGate(redis_url, "renewed-job", budget=Decimal("1.0"), lease=0.6)
+    assert other.try_acquire() == 0.0
+    assert _flying(other) == 4  # the first process's 3 still count
+    for _ in range(3):
+        gate.finish(tokens=1, cost=Decimal("0.1"))
+    assert (_flying(other), other.spent()) == (1, Decimal("0.4"))
+    deadline = time.monotonic() + 5
+    while gate._renewing and time.monotonic() < deadline:  # with nothing in flight its renewing thread ends
+        time.sleep(0.05)
+    assert not gate._renewing
+    gate.reset()
+
+
+def test_a_process_stopped_past_its_lease_takes_back_no_count_it_lost(redis_url: str) -> None:
+    other = RedisGate(redis_url, "stopped-job", budget=Decimal("1.0"), lease=3.0)
+    other.reset()
+    stopped = _job_process(redis_url, "stopped-job", lease=1.0, in_flight=2)
+    stopped.send_signal(signal.SIGSTOP)  # no renewal while stopped: its lease lapses, its count is dropped
+    time.sleep(1.5)
     assert other.try_acquire() == 0.0
     assert _flying(other) == 1
-    gate.finish(tokens=1, cost=Decimal("0.1"))  # one of the dropped ones ends: the count does not go below 0
-    gate.finish(tokens=1, cost=Decimal("0.1"))
-    assert (_flying(other), gate.spent()) == (1, Decimal("0.3"))
-    gate.reset()
+    stopped.send_signal(signal.SIGCONT)
+    assert stopped.stdin is not None
+    assert stopped.stdout is not None
+    stopped.stdin.write("finish\n")
+    stopped.stdin.flush()
+    assert stopped.stdout.readline().strip() == "finished"
+    assert stopped.wait(10) == 0
+    assert (_flying(other), other.spent()) == (1, Decimal("0.3"))  # not -1: the other's request still counts
+    other.reset()
 
 
 def test_an_acquire_cancelled_while_redis_answers_gives_its_reservation_back(redis_url: str) -> None:

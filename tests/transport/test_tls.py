@@ -91,8 +91,6 @@ _CLIENT = """
 import asyncio, sys
 from llmkit import ChatMessage, OpenAILike
 from llmkit.errors import APIConnectionError
-from llmkit.transport import HTTPTransport, Request
-from llmkit.transport.tls import verified_context
 from llmkit.transport.tls import verified_context
 
 hi = [ChatMessage(role="user", content="hi")]

@@ -32,10 +32,12 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import threading
 import time
 import uuid
+import weakref
 from abc import ABC, abstractmethod
 from decimal import Decimal
 from typing import Any, Final, Protocol
@@ -219,6 +221,7 @@ class LocalGate(Gate):
 # lease ends). Amounts in nano-units (integers: exact, and INCRBY is atomic). A gate renews its lease whenever it
 # reserves or settles; the requests of a gate whose lease ended (its process was killed) stop counting.
 _RESERVE = """
+if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 5: writes after TIME
 local budget = tonumber(ARGV[1])
 local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
 if spent >= budget then return 0 end
@@ -242,6 +245,7 @@ return 1
 
 # KEYS: as above. ARGV: the gate, its lease (s), 1 when a reservation ends (a budget), the cost (or '' unknown).
 _SETTLE = """
+if redis.replicate_commands then redis.replicate_commands() end
 if ARGV[3] == '1' then
   -- 0 when the lease had lapsed (the count was dropped): nothing to take back
   if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], -1) end
@@ -254,10 +258,36 @@ if ARGV[4] ~= '' then
 end
 """
 
-#: Seconds a gate's requests in flight count without news from it (a reservation or a settled request).
+# KEYS: leases. ARGV: the gate, its lease (s).
+_RENEW = """
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+redis.call('ZADD', KEYS[1], tonumber(clock[1]) + tonumber(clock[2]) / 1000000 + tonumber(ARGV[2]), ARGV[1])
+"""
+
+#: Seconds a gate's requests in flight count without news from its process: it renews its lease every third of
+#: that while it has requests in flight, so only a process that was killed (or stopped) lets it lapse.
 LEASE = 120.0
 
+_log = logging.getLogger(__name__)
 _NANO = Decimal(1_000_000_000)  # amounts kept in nano-units in Redis (a cheap model's call is ~1e-6 USD)
+
+
+def _renew_while_in_flight(gate_ref: weakref.ref[RedisGate]) -> None:
+    """A gate's lease renewed every third of it while the gate has requests in flight (holding the gate only
+    weakly: a dropped gate ends it). A renewal Redis refuses is logged and tried again at the next one."""
+    while (gate := gate_ref()) is not None:
+        interval = gate.lease / 3
+        del gate
+        time.sleep(interval)
+        if (gate := gate_ref()) is None:
+            return
+        try:
+            if not gate._renew():
+                return
+        except Exception as exc:  # logged, not raised: the job's own Redis calls raise the same fault
+            _log.warning("llmkit batch: could not renew the lease of job %s in Redis: %s", gate.job, exc)
+        del gate
 
 
 class _Attempt:
@@ -274,8 +304,10 @@ class RedisGate(Gate):
 
     ``job`` names the job in Redis (its counters live under ``llmkit:batch:<job>:``); a rerun of a job starts from
     what it had spent, so give a new job a new name, or call :meth:`reset`. Each gate's requests in flight count
-    against the budget while it renews its lease (every request it starts or ends does); those of a process that was
-    killed stop counting ``lease`` seconds after its last news."""
+    against the budget under a lease its process renews (every request it starts or ends, and every third of the
+    lease while any is in flight); those of a process that was killed stop counting ``lease`` seconds after its
+    last news. (A process stopped for longer than the lease and then resumed counts its requests in flight too
+    low until they end: the count never goes below zero.)"""
 
     def __init__(
         self,
@@ -287,8 +319,13 @@ class RedisGate(Gate):
         *,
         lease: float = LEASE,
     ) -> None:
+        if not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, got {lease}")
         self.url, self.job, self.lease = url, job, lease
         self._id = uuid.uuid4().hex
+        # this gate's reservations in flight, and the thread renewing its lease while there are any
+        self._here, self._here_lock = 0, threading.Lock()
+        self._renewing = False
         super().__init__(rpm, tpm, budget)
 
     def _states(self, rpm_window: float, tpm_window: float) -> tuple[RouterState, RouterState]:
@@ -300,23 +337,45 @@ class RedisGate(Gate):
         self._keys = [f"llmkit:batch:{self.job}:{name}" for name in ("spent", "flying", "priced", "leases")]
         self._reserve_script = self._redis.register_script(_RESERVE)
         self._settle_script = self._redis.register_script(_SETTLE)
+        self._renew_script = self._redis.register_script(_RENEW)
         return rates, tokens
 
     def _reserve(self) -> bool:
         assert self.budget is not None
-        return bool(self._reserve_script(keys=self._keys, args=[int(self.budget * _NANO), self._id, self.lease]))
+        if not self._reserve_script(keys=self._keys, args=[int(self.budget * _NANO), self._id, self.lease]):
+            return False
+        with self._here_lock:
+            self._here += 1
+            start, self._renewing = not self._renewing, True
+        if start:
+            name = f"llmkit: renew the lease of batch job {self.job}"
+            threading.Thread(target=_renew_while_in_flight, args=(weakref.ref(self),), name=name, daemon=True).start()
+        return True
 
     def _settle(self, cost: Decimal | None) -> None:
-        reserved = "1" if self.budget is not None else "0"
+        reserved = "0"
+        if self.budget is not None:
+            reserved = "1"
+            with self._here_lock:
+                self._here = max(self._here - 1, 0)
         nano = "" if cost is None else int(cost * _NANO)
         self._settle_script(keys=self._keys, args=[self._id, self.lease, reserved, nano])
+
+    def _renew(self) -> bool:
+        """Renew the lease if requests are in flight (False when none are: the renewing thread ends)."""
+        with self._here_lock:
+            if self._here == 0:
+                self._renewing = False
+                return False
+        self._renew_script(keys=self._keys[3:], args=[self._id, self.lease])
+        return True
 
     def spent(self) -> Decimal:
         return Decimal(int(self._redis.get(self._keys[0]) or 0)) / _NANO
 
     def reset(self) -> None:
         """Forget what the job spent (its rate windows expire by themselves)."""
-        self._redis.delete(*self._keys)
+        self._redis.delete(*self._keys, f"llmkit:batch:{self.job}:in-flight")  # the last: an older version's count
 
     # Redis calls block on the network: run them off the event loop.
     async def acquire(self) -> float:

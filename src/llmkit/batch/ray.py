@@ -86,9 +86,9 @@ class Worker:
     ) -> None:
         if prices:  # the driver's price overrides (set_price, load_prices): records are priced as in local mode
             set_prices(prices)
-        if isinstance(gate, tuple):  # ("redis", url, job, rpm, tpm, budget): each worker opens its own connection
-            _, url, job, rpm, tpm, budget = gate
-            gate = RedisGate(url, job, rpm=rpm, tpm=tpm, budget=budget)
+        if isinstance(gate, tuple):  # ("redis", url, job, rpm, tpm, budget, lease): each worker its own connection
+            _, url, job, rpm, tpm, budget, lease = gate
+            gate = RedisGate(url, job, rpm=rpm, tpm=tpm, budget=budget, lease=lease)
         elif gate is None:
             gate = LocalGate()
         else:
@@ -157,7 +157,7 @@ def _gate_for_workers(ray: Any, gate: Gate) -> Any:
     if not gate.active:
         return None
     if isinstance(gate, RedisGate):
-        return ("redis", gate.url, gate.job, gate.rpm, gate.tpm, gate.budget)
+        return ("redis", gate.url, gate.job, gate.rpm, gate.tpm, gate.budget, gate.lease)
     return ray.remote(num_cpus=0)(GateActor).remote(gate.rpm, gate.tpm, gate.budget)
 
 

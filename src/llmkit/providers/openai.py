@@ -15,8 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -73,6 +74,10 @@ PROFILES: dict[str, ServerProfile] = {
     "ollama": ServerProfile(name="ollama"),
 }
 
+#: How an OpenAILike works out its provider's name (see LLM._derived_value).
+_WORK_OUT_PROVIDER_NAME: Callable[[Any], str] = operator.methodcaller("_work_out_provider_name")
+
+
 class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     """An OpenAI-compatible server.
 
@@ -128,7 +133,7 @@ class OpenAILike(ChatOverHTTP, CompletionOverHTTP):
     def _provider_name(self) -> str:
         """The server kind the profile names; for a generic server, the hosted service its URL names (priced from its
         rates) or ``openai_compatible`` for one on this machine or a private network (unpriced unless told)."""
-        return self._derived_value("provider", OpenAILike._work_out_provider_name)
+        return self._derived_value("provider", _WORK_OUT_PROVIDER_NAME)
 
     def _work_out_provider_name(self) -> str:
         name = self.profile.name

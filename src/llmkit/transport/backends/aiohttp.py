@@ -119,9 +119,10 @@ class AiohttpBackend(AsyncBackend):
         self._tls_loading = asyncio.Lock()
 
     async def _tls_context(self) -> ssl.SSLContext:
-        # Loading the certificate stores is blocking file I/O (~75 ms): done once an https request comes, in a
-        # thread (the loop keeps serving); a client that only talks http:// never pays it. One load, however many
-        # requests come first: aiohttp pools connections per context, so each must get the same one.
+        # Loading the certificate stores is blocking file I/O (~75 ms): done once an https request comes (or any
+        # request of a client that follows redirects), in a thread (the loop keeps serving); a client that only
+        # talks http:// never pays it. One load, however many requests come first: aiohttp pools connections per
+        # context, so each must get the same one.
         async with self._tls_loading:
             if self._tls is None:
                 self._tls = await asyncio.to_thread(verified_context, "aiohttp")
