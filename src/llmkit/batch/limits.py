@@ -219,7 +219,8 @@ class LocalGate(Gate):
 
 # KEYS: spent, in flight (a hash: gate -> its requests in flight), priced, leases (a sorted set: gate -> when its
 # lease ends). Amounts in nano-units (integers: exact, and INCRBY is atomic). A gate renews its lease whenever it
-# reserves or settles; the requests of a gate whose lease ended (its process was killed) stop counting.
+# reserves or settles, and every third of it while it has requests in flight (_RENEW); the requests of a gate whose
+# lease ended (its process was killed) stop counting.
 _RESERVE = """
 if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 5: writes after TIME
 local budget = tonumber(ARGV[1])
