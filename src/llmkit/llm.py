@@ -331,7 +331,7 @@ class BaseLLM(BaseModel, ABC):
 
 # What a derived value is worked out by, called on the LLM (see LLM._derived_value): each dispatches to the LLM's own
 # class, and none is made per call.
-_metadata_of: Callable[[Any], LLMMetadata] = operator.attrgetter("metadata")
+_WORK_OUT_METADATA: Callable[[Any], LLMMetadata] = operator.attrgetter("metadata")
 _WORK_OUT_ROUTING: Callable[[Any], tuple[bool, bool]] = operator.methodcaller("_work_out_routing")
 _WORK_OUT_FIELD_PARAMETERS: Callable[[Any], dict[str, Any]] = operator.methodcaller("_work_out_field_parameters")
 # a call without kwargs (the method only reads them)
@@ -525,7 +525,7 @@ class LLM(BaseLLM):
 
     def _call_metadata(self) -> LLMMetadata:
         """``metadata`` as calls read it (built once when it follows from the fields)."""
-        return self._derived_value("metadata", _metadata_of)
+        return self._derived_value("metadata", _WORK_OUT_METADATA)
 
     @classmethod
     def class_name(cls) -> str:

@@ -219,8 +219,8 @@ class LocalGate(Gate):
 
 # KEYS: spent, in flight (a hash: gate -> its requests in flight), priced, leases (a sorted set: gate -> when its
 # lease ends). Amounts in nano-units (integers: exact, and INCRBY is atomic). A gate renews its lease whenever it
-# reserves or settles, and every third of it while it has requests in flight (_RENEW); the requests of a gate whose
-# lease ended (its process was killed) stop counting.
+# reserves, and every third of it while it has requests in flight (_RENEW); the requests of a gate whose lease ended
+# (its process was killed) stop counting.
 _RESERVE = """
 if redis.replicate_commands then redis.replicate_commands() end  -- Redis < 5: writes after TIME
 local budget = tonumber(ARGV[1])
@@ -244,17 +244,12 @@ redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), ARGV[2])
 return 1
 """
 
-# KEYS: as above. ARGV: the gate, its lease (s), 1 when a reservation ends (a budget), the cost (or '' unknown).
+# KEYS: as above. ARGV: the gate, the cost (or '' unknown). A gate that reserved nothing (no budget, or a count
+# dropped when its lease lapsed) has no count to take back.
 _SETTLE = """
-if redis.replicate_commands then redis.replicate_commands() end
-if ARGV[3] == '1' then
-  -- 0 when the lease had lapsed (the count was dropped): nothing to take back
-  if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], -1) end
-  local clock = redis.call('TIME')
-  redis.call('ZADD', KEYS[4], tonumber(clock[1]) + tonumber(clock[2]) / 1000000 + tonumber(ARGV[2]), ARGV[1])
-end
-if ARGV[4] ~= '' then
-  redis.call('INCRBY', KEYS[1], ARGV[4])
+if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[2], ARGV[1], -1) end
+if ARGV[2] ~= '' then
+  redis.call('INCRBY', KEYS[1], ARGV[2])
   redis.call('INCR', KEYS[3])
 end
 """
@@ -305,8 +300,8 @@ class RedisGate(Gate):
 
     ``job`` names the job in Redis (its counters live under ``llmkit:batch:<job>:``); a rerun of a job starts from
     what it had spent, so give a new job a new name, or call :meth:`reset`. Each gate's requests in flight count
-    against the budget under a lease its process renews (every request it starts or ends, and every third of the
-    lease while any is in flight); those of a process that was killed stop counting ``lease`` seconds after its
+    against the budget under a lease its process renews (every request it starts, and every third of the lease
+    while any is in flight); those of a process that was killed stop counting ``lease`` seconds after its
     last news. (A process stopped for longer than the lease and then resumed counts its requests in flight too
     low until they end: the count never goes below zero.)"""
 
@@ -354,13 +349,10 @@ class RedisGate(Gate):
         return True
 
     def _settle(self, cost: Decimal | None) -> None:
-        reserved = "0"
         if self.budget is not None:
-            reserved = "1"
             with self._here_lock:
                 self._here = max(self._here - 1, 0)
-        nano = "" if cost is None else int(cost * _NANO)
-        self._settle_script(keys=self._keys, args=[self._id, self.lease, reserved, nano])
+        self._settle_script(keys=self._keys, args=[self._id, "" if cost is None else int(cost * _NANO)])
 
     def _renew(self) -> bool:
         """Renew the lease if requests are in flight (False when none are: the renewing thread ends)."""
