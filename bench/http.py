@@ -177,8 +177,8 @@ async def _throughput(call: Callable[[], Awaitable[object]], in_flight: int, tot
 def measure_async(base: str, levels: tuple[int, ...], rounds: int) -> dict[int, dict[str, float]]:
     """Requests per second of raw ``aiohttp.ClientSession`` (the floor), raw ``httpx.AsyncClient`` and llmkit
     ``achat`` (its default pool), at each level of concurrency; cases interleaved, median of ``rounds``. The ratio
-    (key ``"ratio"``) is the median of each round's llmkit / aiohttp: a window and the next one see much the same
-    machine, while rounds apart moved by tens of percent here."""
+    (key ``"ratio"``) is the median of each round's llmkit / aiohttp, measured in adjacent windows: a window and the
+    next one see much the same machine, while rounds apart moved by tens of percent here."""
     import aiohttp
 
     from llmkit import ChatMessage, OpenAILike
@@ -206,18 +206,23 @@ def measure_async(base: str, levels: tuple[int, ...], rounds: int) -> dict[int, 
         async def ours() -> object:
             return (await llm.achat(messages)).content
 
-        calls = {"raw aiohttp": raw_aiohttp, "raw httpx": raw_httpx, "llmkit": ours}
+        pair = [("raw aiohttp", raw_aiohttp), ("llmkit", ours)]
         results: dict[int, dict[str, float]] = {}
         for level in levels:
-            # ~0.3-0.6 s per window for aiohttp and llmkit: 400 requests (~0.1 s) moved by ±40% between rounds here
+            # ~0.15-0.6 s per window for aiohttp and llmkit: 400 requests (~0.1 s) moved by ±40% between rounds here
             total = max(1500, level * 8)
-            for call in calls.values():  # warm the pools to this size
+            for _, call in [*pair, ("raw httpx", raw_httpx)]:  # warm the pools to this size
                 await _throughput(call, level, level)
-            rates: dict[str, list[float]] = {name: [] for name in calls}
-            for _ in range(rounds):
-                for name, call in calls.items():
-                    gc.collect()  # each window pays for its own garbage, not for the case before it (httpx's)
+            rates: dict[str, list[float]] = {"raw aiohttp": [], "raw httpx": [], "llmkit": []}
+            for round_ in range(rounds):
+                # The floor and llmkit back to back, first one then the other (a drift of the machine's speed within
+                # a round favours neither); the peer after them, in a shorter window (at a few hundred requests a
+                # second its windows took seconds, and in between them the pair saw different machines).
+                for name, call in pair if round_ % 2 == 0 else pair[::-1]:
+                    gc.collect()  # each window pays for its own garbage, not for the case before it
                     rates[name].append(await _throughput(call, level, total))
+                gc.collect()
+                rates["raw httpx"].append(await _throughput(raw_httpx, level, max(300, level * 2)))
             results[level] = {name: statistics.median(got) for name, got in rates.items()}
             paired = [ours / floor for ours, floor in zip(rates["llmkit"], rates["raw aiohttp"], strict=True)]
             results[level]["ratio"] = statistics.median(paired)
@@ -230,6 +235,9 @@ def measure_async(base: str, levels: tuple[int, ...], rounds: int) -> dict[int, 
 
     return asyncio.run(run())
 
+
+#: Rounds of the async comparison (each: the floor and llmkit back to back, then raw httpx).
+ASYNC_ROUNDS = 11
 
 #: The level of the target against the OpenAI SDK's default client (httpx), which is measured there only: at a few
 #: hundred requests a second its windows take seconds.
@@ -301,7 +309,7 @@ def run(
             for c in cases
         ]
         ratios = {c.name: (_paired(c, cases[0], "chat"), _paired(c, cases[0], "stream")) for c in cases}
-        async_rates = measure_async(base, levels, rounds=7)
+        async_rates = measure_async(base, levels, rounds=ASYNC_ROUNDS)
         rss = rss_growth(base, rss_calls)
     return Results(sequential, async_rates, rss, ratios)
 

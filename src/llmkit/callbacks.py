@@ -383,7 +383,7 @@ class CallbackManager:
     @property
     def listening(self) -> bool:
         """Whether a call made now would reach any handler (its own, an enclosing call's, a global one)."""
-        return bool(self.handlers) or listening()
+        return bool(self.handlers or _global_handlers) or _current.get() is not None  # listening(), inlined: per call
 
     def start(
         self,

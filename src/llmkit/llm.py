@@ -637,12 +637,13 @@ class LLM(BaseLLM):
 
     def _stamp_usage(self, usage: Usage) -> None:
         """Record who served a call on its usage (the model as the reply named it, else this LLM's)."""
-        if usage.provider is None:
-            # As pydantic's assignment does (Usage validates no assignment), without its dispatch on every call.
-            values, assigned = usage.__dict__, usage.__pydantic_fields_set__
+        # Read and written as pydantic's assignment does (Usage validates no assignment), without its dispatch.
+        values = usage.__dict__
+        if values["provider"] is None:
+            assigned = usage.__pydantic_fields_set__
             values["provider"] = self._provider_name()
             assigned.add("provider")
-            if usage.model is None:
+            if values["model"] is None:
                 values["model"] = self._call_metadata().model_name
                 assigned.add("model")
 
@@ -683,8 +684,9 @@ class LLM(BaseLLM):
 
     def _stamped_response(self, response: R) -> R:
         """``response`` with its usage stamped with who served it (:meth:`_stamp_usage`)."""
-        if response.usage is not None:
-            self._stamp_usage(response.usage)
+        usage = response.usage
+        if usage is not None:
+            self._stamp_usage(usage)
         return response
 
     def _event(self, kind: str, payload: Any, kwargs: dict[str, Any]) -> _Event:

@@ -23,7 +23,7 @@ from llmkit.llm import LLM
 from llmkit.transport import HTTPTransport, Request, RetryPolicy, ServerSentEvent
 from llmkit.transport.client import DEFAULT_MAX_BODY_BYTES
 from llmkit.transport.errors import ErrorHook
-from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, _MediaBlock
+from llmkit.types import ChatMessage, ChatResponse, CompletionResponse, TextBlock, _MediaBlock
 from llmkit.wire.stream import StreamParser
 
 R = TypeVar("R", ChatResponse, CompletionResponse)
@@ -212,7 +212,8 @@ class ChatOverHTTP(HTTPLLM):
         if kinds:
             for message in messages:
                 for block in message.blocks:
-                    if isinstance(block, kinds):
+                    # a text block first, by its type: isinstance against pydantic's (ABC) classes costs more
+                    if type(block) is not TextBlock and isinstance(block, kinds):
                         found.append(block)
         return found
 

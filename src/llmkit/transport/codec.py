@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,34 +23,23 @@ from pydantic_core import from_json
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # absent without the C accelerator
-_local = threading.local()
-
-_Encode = Callable[[Any, int], "tuple[str, ...] | list[str]"]
-
-
-def _c_encoder() -> tuple[_Encode, dict[int, Any]]:
-    """This thread's C encoder and the table of containers it is inside (how it refuses a circular value)."""
-    made: tuple[_Encode, dict[int, Any]] | None = getattr(_local, "encoder", None)
-    if made is None:
-        markers: dict[int, Any] = {}
-        assert _c_make_encoder is not None
-        encode = _c_make_encoder(
-            markers, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
-        )
-        made = _local.encoder = (encode, markers)
-    return made
+# Without a table of the containers it is inside (markers=None) the C encoder keeps no state, so one serves every
+# thread; a circular value then ends in the interpreter's recursion limit, refused below as json refuses it.
+_c_encode: Callable[[Any, int], tuple[str, ...] | list[str]] | None = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+)
 
 
 def encode_json(value: Any) -> bytes:
     """A JSON request body (compact, UTF-8; NaN and circular values refused with ``ValueError``)."""
-    if _c_make_encoder is None:
+    if _c_encode is None:
         return _ENCODER.encode(value).encode("utf-8")
-    encode, markers = _c_encoder()
     try:
-        return "".join(encode(value, 0)).encode("utf-8")
-    except BaseException:
-        markers.clear()  # an encoding stopped half-way leaves the containers it was inside
-        raise
+        return "".join(_c_encode(value, 0)).encode("utf-8")
+    except RecursionError:
+        raise ValueError("Circular reference detected (or a value nested too deeply to send)") from None
 
 
 def decode_json(data: bytes | str) -> Any:

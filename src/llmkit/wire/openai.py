@@ -386,11 +386,12 @@ def parse_chat(body: Any, provider: str) -> ChatResponse:
     if not isinstance(message, dict):
         raise _malformed(provider, "choices[0].message must be an object", body)
     extra: dict[str, Any] = {}
-    if message.get("tool_calls"):
-        extra["tool_calls"] = _tool_calls(message["tool_calls"], provider)
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning:
-        extra["reasoning"] = _text(reasoning, "message.reasoning", provider, body)
+    if message.keys() != _ROLE_AND_CONTENT:  # the usual answer has only these two: no tool calls, no reasoning
+        if message.get("tool_calls"):
+            extra["tool_calls"] = _tool_calls(message["tool_calls"], provider)
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if reasoning:
+            extra["reasoning"] = _text(reasoning, "message.reasoning", provider, body)
     content = message.get("content")
     if type(content) is not str:
         content = _text(content, "message.content", provider, body)

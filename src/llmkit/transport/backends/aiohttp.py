@@ -46,7 +46,7 @@ class AiohttpResponse(AsyncResponse):
     def __init__(
         self, raw: aiohttp.ClientResponse, url: str, read_timeout: float | None, deadlines: ReadDeadlines
     ) -> None:
-        super().__init__(raw.status, raw.headers, url, read_timeout)
+        AsyncResponse.__init__(self, raw.status, raw.headers, url, read_timeout)  # not super(): no proxy object
         self._raw, self._deadlines = raw, deadlines
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
