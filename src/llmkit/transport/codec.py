@@ -1,7 +1,7 @@
 """JSON on the wire, written once for every request and answer: the hot path of every call.
 
-Bodies are encoded as httpx encodes them (compact, UTF-8, no NaN), with the standard library's C encoder kept
-across calls, one per thread (``json.dumps`` with options builds a new one per call, half its cost for a chat
+Bodies are encoded as httpx encodes them (compact, UTF-8, no NaN), with the standard library's C encoder made once
+and shared by every thread (``json.dumps`` with options builds a new one per call, half its cost for a chat
 request). Answers and stream events are decoded by pydantic-core's parser (already a dependency): about 3x
 ``json.loads`` on a typical reply. What it refuses and ``json.loads`` reads (a lone surrogate escape such as a split
 emoji from a Python server, a UTF-8 byte-order mark, nesting beyond 200 levels) is read by ``json.loads``.
