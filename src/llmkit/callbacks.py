@@ -51,11 +51,6 @@ def current() -> LLMEvent | Operation | None:
     return _current.get()
 
 
-def listening() -> bool:
-    """Whether anyone listens beyond an LLM's own handlers: a global handler, or an enclosing call."""
-    return bool(_global_handlers) or _current.get() is not None
-
-
 def add_global_handler(handler: CallbackHandler) -> None:
     """Send every LLM's events to ``handler`` too (once, however often it is added)."""
     global _global_tuple
@@ -383,7 +378,7 @@ class CallbackManager:
     @property
     def listening(self) -> bool:
         """Whether a call made now would reach any handler (its own, an enclosing call's, a global one)."""
-        return bool(self.handlers or _global_handlers) or _current.get() is not None  # listening(), inlined: per call
+        return bool(self.handlers or _global_handlers) or _current.get() is not None
 
     def start(
         self,
